@@ -1,0 +1,197 @@
+"""Array-module shim: the only module in xpnet that knows CuPy exists.
+
+Every numerical routine receives a :class:`Device` and computes through ``device.xp``, which
+is :mod:`numpy` on the CPU and :mod:`cupy` on a CUDA GPU.
+
+``import cupy`` succeeds on machines without a GPU; the failure only comes with the first
+allocation (``CUDARuntimeError``). So a GPU counts as usable only after a real allocation and a
+small kernel ran on it, and any exception on the way means "not usable".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Device",
+    "DeviceUnavailableError",
+    "get_device",
+    "cuda_status",
+    "is_device_array",
+]
+
+_FIX_INSTALL = (
+    "install CuPy for your CUDA version with `pip install 'xpnet[cuda12]'` or "
+    "`pip install 'xpnet[cuda13]'`, or use --device cpu"
+)
+
+
+class DeviceUnavailableError(RuntimeError):
+    """Raised when an explicitly requested device cannot be used."""
+
+
+def _import_cupy():
+    """Return the cupy module, or raise ImportError. Tests monkeypatch this to simulate absence."""
+    if os.environ.get("XPNET_DISABLE_CUPY") == "1":
+        raise ImportError("CuPy disabled by XPNET_DISABLE_CUPY=1")
+    import cupy  # noqa: PLC0415  (the one place cupy is imported)
+
+    return cupy
+
+
+def _probe_cuda(index: int) -> tuple[Any, str | None]:
+    """Try to run a small kernel on GPU ``index``.
+
+    Returns ``(cupy, None)`` when the GPU is usable, else ``(None, reason)`` with a plain-language
+    reason that names the cause.
+    """
+    try:
+        cp = _import_cupy()
+    except Exception as exc:  # ImportError, or a broken CUDA install raising something else
+        return None, f"CuPy is not installed ({type(exc).__name__}: {exc})"
+    try:
+        n = cp.cuda.runtime.getDeviceCount()
+        if index >= n:
+            return None, f"CuPy is installed but GPU {index} does not exist ({n} visible)"
+        with cp.cuda.Device(index):
+            a = cp.arange(8, dtype=cp.float32)
+            total = float((a * 2.0).sum())  # a real kernel plus a device-to-host copy
+        if total != 56.0:
+            return None, f"CuPy is installed but a test kernel on GPU {index} gave a wrong result"
+    except Exception as exc:  # CUDARuntimeError, CompileException, driver errors: all "not usable"
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"CuPy is installed but no usable GPU: {type(exc).__name__}: {msg}"
+    return cp, None
+
+
+def cuda_status(index: int = 0) -> tuple[bool, str]:
+    """``(usable, reason)`` for CUDA GPU ``index``; the reason is empty when it is usable."""
+    cp, reason = _probe_cuda(index)
+    return cp is not None, reason or ""
+
+
+@dataclass
+class Device:
+    """Where arrays live and which array module computes on them.
+
+    Attributes:
+        name: ``"cpu"`` or ``"cuda:N"``.
+        xp: :mod:`numpy` or :mod:`cupy`.
+        fallback_reason: when ``get_device("auto")`` chose the CPU, why the GPU was not used.
+    """
+
+    name: str
+    xp: Any
+    fallback_reason: str = ""
+    _index: int | None = field(default=None, repr=False)
+
+    @property
+    def is_gpu(self) -> bool:
+        return self._index is not None
+
+    def __str__(self) -> str:
+        return self.name
+
+    def activate(self):
+        """Context manager that makes this device current (a no-op on the CPU)."""
+        if self.is_gpu:
+            return self.xp.cuda.Device(self._index)
+        return _NullContext()
+
+    def send(self, array, dtype=None):
+        """Return ``array`` on this device (no copy when it is already there with that dtype)."""
+        with self.activate():
+            out = self.xp.asarray(array)
+            if dtype is not None and out.dtype != np.dtype(dtype):
+                out = out.astype(dtype)
+            return out
+
+    def to_numpy(self, array) -> np.ndarray:
+        """Return a host NumPy copy (or view, on the CPU) of ``array``."""
+        if isinstance(array, np.ndarray):
+            return array
+        if hasattr(array, "get"):
+            return array.get()
+        return np.asarray(array)
+
+    def synchronize(self) -> None:
+        """Wait for queued GPU work; call it before reading a clock."""
+        if self.is_gpu:
+            with self.activate():
+                self.xp.cuda.get_current_stream().synchronize()
+
+    def rng(self, seed=None):
+        """A seeded random generator that draws on this device."""
+        with self.activate():
+            return self.xp.random.default_rng(seed)
+
+    def free_memory(self) -> None:
+        """Return cached blocks of the GPU memory pool to the driver (no-op on the CPU)."""
+        if self.is_gpu:
+            self.xp.get_default_memory_pool().free_all_blocks()
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_CPU = Device("cpu", np)
+_GPU_CACHE: dict[int, Device] = {}
+
+
+def _parse(spec: str) -> tuple[str, int | None]:
+    if not isinstance(spec, str):
+        raise ValueError(f"device must be a string like 'auto', 'cpu', 'cuda' or 'cuda:0', got {spec!r}")
+    s = spec.strip().lower()
+    if s in ("auto", "cpu"):
+        return s, None
+    if s in ("cuda", "gpu"):
+        return "cuda", 0
+    if s.startswith("cuda:"):
+        tail = s[5:]
+        if tail.isdigit():
+            return "cuda", int(tail)
+    raise ValueError(
+        f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
+    )
+
+
+def get_device(spec: str | Device = "auto") -> Device:
+    """Resolve a device spec to a :class:`Device`.
+
+    ``"auto"`` picks GPU 0 when it is usable and otherwise the CPU, recording why in
+    ``fallback_reason``. ``"cuda"``/``"cuda:N"`` raise :class:`DeviceUnavailableError` when the
+    GPU cannot be used; ``"cpu"`` always works. A bad spec raises ``ValueError``.
+    """
+    if isinstance(spec, Device):
+        return spec
+    kind, index = _parse(spec)
+    if kind == "cpu":
+        return _CPU
+    probe_index = 0 if index is None else index
+    if probe_index in _GPU_CACHE:
+        return _GPU_CACHE[probe_index]
+    cp, reason = _probe_cuda(probe_index)
+    if cp is None:
+        if kind == "auto":
+            return Device("cpu", np, fallback_reason=reason)
+        fix = _FIX_INSTALL if reason.startswith("CuPy is not installed") else (
+            "check `nvidia-smi` and the NVIDIA driver, or use --device cpu"
+        )
+        raise DeviceUnavailableError(f"cannot use device {spec!r}: {reason}; {fix}.")
+    dev = Device(f"cuda:{probe_index}", cp, _index=probe_index)
+    _GPU_CACHE[probe_index] = dev
+    return dev
+
+
+def is_device_array(array) -> bool:
+    """True for arrays that live on a GPU (they have ``.get()`` but are not NumPy arrays)."""
+    return not isinstance(array, np.ndarray) and hasattr(array, "get") and hasattr(array, "device")
