@@ -2,6 +2,23 @@
 
 from .backend import Device, DeviceUnavailableError, get_device
 from .network import MLP
+from .preprocessing import Scaler, stratified_split
+from .training import History, Trainer, TrainingDiverged, fit
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Device", "DeviceUnavailableError", "get_device", "__version__"]
+__all__ = [
+    "MLP", "fit", "Trainer", "History", "TrainingDiverged", "Scaler", "stratified_split",
+    "Device", "DeviceUnavailableError", "get_device", "load_mnist", "save", "load",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    # Data and checkpoint helpers are imported on first use, so `import xpnet` stays light.
+    if name == "load_mnist":
+        from .data import load_mnist
+        return load_mnist
+    if name in ("save", "load", "load_checkpoint"):
+        from . import checkpoint
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module 'xpnet' has no attribute {name!r}")

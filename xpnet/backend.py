@@ -118,6 +118,13 @@ class Device:
             return array.get()
         return np.asarray(array)
 
+    def take_rows(self, X, idx, out):
+        """``out[:] = X[idx]`` without allocating (the mini-batch gather of the step loop)."""
+        if self.is_gpu:
+            return self.xp.take(X, idx, axis=0, out=out)
+        # mode="clip" lets NumPy write straight into ``out``; "raise" would buffer a copy.
+        return np.take(X, idx, axis=0, out=out, mode="clip")
+
     def synchronize(self) -> None:
         """Wait for queued GPU work; call it before reading a clock."""
         if self.is_gpu:

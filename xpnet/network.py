@@ -427,11 +427,23 @@ class MLP:
         dY *= scale
         return dY
 
-    def _loss_and_grads(self, X, y, masks=None):
+    def _count_correct(self, Z, y):
+        """Correctly classified samples in a batch of logits, as a 0-d device array (for
+        sigmoid outputs a sample counts when all its outputs are right, as sklearn scores)."""
+        if self.output == "softmax":
+            return (Z.argmax(axis=1) == y).sum()
+        if self.output == "sigmoid":
+            return ((Z > 0) == (y > 0.5)).all(axis=1).sum()
+        return None
+
+    def _loss_and_grads(self, X, y, masks=None, correct=None):
         """Unchecked training step for device arrays: fills :attr:`grads` and returns the loss as
-        a 0-d device array (no host synchronisation)."""
+        a 0-d device array (no host synchronisation). When ``correct`` (a 0-d device array) is
+        given, the number of correctly classified samples is added to it."""
         ws = self._workspace(X.shape[0])
         Z = self._forward_train(X, ws, masks)
+        if correct is not None and self.output != "identity":
+            correct += self._count_correct(Z, y)
         loss, dZ = self._loss(self.xp, Z, y, out=Z)
         loss = loss + self._l2_term(X.shape[0])
         self._backward(X, dZ, ws)
@@ -459,3 +471,30 @@ class MLP:
             yd = self.check_y(y, Xd.shape[0])
             loss = self._loss_and_grads(Xd, yd, dropout_masks)
             return float(loss), self.grads
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, X, y, chunk=10000):
+        """Data loss summed over samples and correct count, as 0-d device arrays (inference
+        mode, in chunks of ``chunk`` rows so memory stays bounded)."""
+        xp = self.xp
+        loss_sum = xp.zeros((), dtype=xp.float64)
+        correct = xp.zeros((), dtype=xp.int64)
+        for start in range(0, X.shape[0], chunk):
+            Xc, yc = X[start:start + chunk], y[start:start + chunk]
+            Z = self._forward_eval(Xc)
+            if self.output != "identity":
+                correct += self._count_correct(Z, yc)
+            loss, _ = self._loss(xp, Z, yc, out=Z)
+            loss_sum += loss * Xc.shape[0]
+        return loss_sum, correct
+
+    def evaluate(self, X, y, batch_size=10000):
+        """``(loss, accuracy)`` on ``(X, y)`` in inference mode. The loss is the data loss
+        without the L2 term; accuracy is None for an identity output."""
+        with self.device.activate():
+            Xd = self.check_X(X)
+            yd = self.check_y(y, Xd.shape[0])
+            loss_sum, correct = self._evaluate(Xd, yd, batch_size)
+            m = Xd.shape[0]
+            acc = None if self.output == "identity" else float(correct) / m
+            return float(loss_sum) / m, acc

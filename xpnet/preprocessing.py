@@ -1,0 +1,105 @@
+"""Input normalisation and the stratified dev split (host NumPy; done once, before training).
+
+    unit:      x' = (x - lo) / (hi - lo)          lo, hi: per-dataset min and max of the
+                                                   training set (0 and 255 for uint8 images)
+    standard:  x' = (x - mean_j) / std_j          per-feature statistics of the training set;
+                                                   constant features get std 1
+
+The statistics always come from the training set only, so no dev or test information leaks in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SCALINGS = ("none", "unit", "standard")
+
+
+class Scaler:
+    """Fitted input normalisation; ``transform`` returns a new float32 (or ``dtype``) array."""
+
+    def __init__(self, method="unit"):
+        if method not in SCALINGS:
+            raise ValueError(f"unknown scaling {method!r}: choose one of {', '.join(SCALINGS)}")
+        self.method = method
+        self.offset = None  # subtracted, shape () or (n_features,)
+        self.scale = None  # divided by
+
+    def fit(self, X):
+        X = np.asarray(X)
+        if self.method == "unit":
+            if X.dtype == np.uint8:
+                lo, hi = 0.0, 255.0  # the full uint8 range, so every image maps the same way
+            else:
+                lo, hi = float(X.min()), float(X.max())
+            self.offset = np.float64(lo)
+            self.scale = np.float64(hi - lo if hi > lo else 1.0)
+        elif self.method == "standard":
+            Xf = X.astype(np.float64)
+            self.offset = Xf.mean(axis=0)
+            std = Xf.std(axis=0)
+            self.scale = np.where(std > 0, std, 1.0)
+        else:
+            self.offset, self.scale = np.float64(0.0), np.float64(1.0)
+        return self
+
+    def transform(self, X, dtype="float32"):
+        if self.offset is None:
+            raise RuntimeError("Scaler.transform called before fit")
+        out = np.asarray(X, dtype=dtype)
+        if self.method == "none":
+            return out.copy() if out is X else out
+        out = out - np.asarray(self.offset, dtype=dtype)
+        out /= np.asarray(self.scale, dtype=dtype)
+        return out
+
+    def fit_transform(self, X, dtype="float32"):
+        return self.fit(X).transform(X, dtype)
+
+    def state(self) -> dict:
+        """JSON description plus arrays, for checkpoints."""
+        return {
+            "json": {"method": self.method},
+            "arrays": {"offset": np.asarray(self.offset), "scale": np.asarray(self.scale)},
+        }
+
+    @classmethod
+    def from_state(cls, state) -> Scaler:
+        s = cls(state["json"]["method"])
+        s.offset = np.asarray(state["arrays"]["offset"], dtype=np.float64)
+        s.scale = np.asarray(state["arrays"]["scale"], dtype=np.float64)
+        return s
+
+
+def stratified_split(y, fraction, seed=0):
+    """Indices ``(train_idx, dev_idx)`` with ``fraction`` of each class in the dev set.
+
+    Each class contributes ``round(fraction * n_class)`` samples (at least one when the class
+    has two or more), chosen at random with ``seed``; both index arrays are sorted.
+    """
+    y = np.asarray(y)
+    if not 0 < fraction < 1:
+        raise ValueError(f"dev fraction must be in (0, 1); got {fraction!r}")
+    if y.ndim != 1:
+        y = y.reshape(len(y), -1)
+        _, y = np.unique(y, axis=0, return_inverse=True)
+        y = y.reshape(-1)
+    rng = np.random.default_rng(seed)
+    dev = []
+    for cls in np.unique(y):
+        idx = np.flatnonzero(y == cls)
+        k = int(round(fraction * len(idx)))
+        if k == 0 and len(idx) >= 2:
+            k = 1
+        k = min(k, len(idx) - 1) if len(idx) > 1 else 0
+        dev.append(rng.choice(idx, size=k, replace=False))
+    dev_idx = np.sort(np.concatenate(dev)) if dev else np.array([], dtype=np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[dev_idx] = False
+    train_idx = np.flatnonzero(mask)
+    if len(dev_idx) == 0 or len(train_idx) == 0:
+        raise ValueError(
+            f"dev fraction {fraction} leaves an empty train or dev set for {len(y)} samples; "
+            f"use more data or a different fraction."
+        )
+    return train_idx, dev_idx

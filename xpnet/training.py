@@ -1,0 +1,394 @@
+"""The training loop: batches, dev set, early stopping, divergence, history and resume.
+
+Per step (nothing crosses the host/device boundary, nothing is allocated that could be reused):
+    gather the mini-batch on the device -> forward -> backward -> optimizer update in place
+Per epoch (one device-to-host copy of a few numbers):
+    train loss/accuracy (accumulated during the epoch on the device), dev loss/accuracy,
+    history, early stopping, progress.
+
+Randomness is derived from ``(seed, epoch)``: the shuffle of epoch ``e`` and its dropout masks
+depend only on the seed and ``e``. So a run saved after ``k`` epochs and resumed to ``N`` ends
+with the same parameters as ``N`` epochs straight.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .network import MLP
+from .optimizers import OPTIMIZERS, Schedule, make_optimizer
+from .preprocessing import stratified_split
+
+TRAINER_FORMAT = 1
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite. The network holds the best parameters seen so far."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+@dataclass
+class History:
+    """Per-epoch records, as lists of equal length (easy to plot).
+
+    ``loss`` is the training objective (data loss plus the L2 term) averaged over the epoch's
+    steps, and ``accuracy`` the training accuracy over the same steps (as Keras reports them);
+    ``val_loss`` is the dev-set data loss and ``val_accuracy`` the dev accuracy, both measured
+    after the epoch. Accuracies are NaN for an identity output; dev values are NaN without a
+    dev set. ``seconds`` is each epoch's wall time, the device synchronised.
+    """
+
+    epoch: list = field(default_factory=list)
+    loss: list = field(default_factory=list)
+    accuracy: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+    diverged: bool = False
+
+    KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+    def append(self, **record) -> None:
+        for key in self.KEYS:
+            getattr(self, key).append(record[key])
+
+    def last(self) -> dict:
+        return {key: getattr(self, key)[-1] for key in self.KEYS}
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    # scikit-learn's names for the same things
+    @property
+    def loss_curve_(self):
+        return self.loss
+
+    @property
+    def validation_scores_(self):
+        return self.val_accuracy
+
+    @property
+    def best_loss_(self):
+        return min(self.loss) if self.loss else None
+
+    @property
+    def n_iter_(self):
+        return len(self.epoch)
+
+    def to_dict(self) -> dict:
+        """JSON-ready; NaN becomes None."""
+        def clean(values):
+            return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+
+        out = {key: clean(getattr(self, key)) for key in self.KEYS}
+        out.update(best_epoch=self.best_epoch, stopped_early=self.stopped_early,
+                   interrupted=self.interrupted, diverged=self.diverged)
+        return out
+
+    @classmethod
+    def from_dict(cls, d) -> History:
+        h = cls()
+        for key in cls.KEYS:
+            setattr(h, key, [float("nan") if v is None else v for v in d.get(key, [])])
+        h.best_epoch = d.get("best_epoch")
+        h.stopped_early = bool(d.get("stopped_early", False))
+        h.interrupted = bool(d.get("interrupted", False))
+        h.diverged = bool(d.get("diverged", False))
+        return h
+
+
+def _positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+    return int(value)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+class Trainer:
+    """Trains an :class:`~xpnet.network.MLP` in place.
+
+    Args:
+        net: the network.
+        optimizer: ``gd`` | ``sgd`` | ``momentum`` | ``nesterov`` | ``adam``.
+        lr: base learning rate.
+        epochs: total epochs (a resumed run continues up to this many).
+        batch_size: ``None`` for full-batch gradient descent, else the mini-batch size.
+        schedule: ``constant`` | ``step`` (x ``gamma`` every ``step_size`` epochs) | ``cosine``
+            (over all planned steps).
+        patience: stop after this many epochs without improvement of the monitored loss (dev
+            loss when there is a dev set, else training loss) by more than ``min_delta``;
+            0 turns early stopping off.
+        restore_best: at the end, restore the parameters of the best epoch (with a dev set).
+        seed: seeds shuffling and dropout; ``None`` draws one (kept in :attr:`seed`).
+        progress: show a tqdm bar (samples/s) when tqdm is installed.
+        callback: ``callback(trainer, record)`` after each epoch; a true return value stops
+            training cleanly after that epoch (``history.interrupted``).
+    """
+
+    def __init__(self, net: MLP, optimizer="adam", lr=1e-3, epochs=10, batch_size=None,
+                 schedule="constant", step_size=None, gamma=0.1, momentum=0.9, beta1=0.9,
+                 beta2=0.999, eps=1e-8, patience=0, min_delta=0.0, restore_best=True,
+                 seed=None, progress=False, callback=None, eval_batch_size=10000):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}: choose one of "
+                             f"{', '.join(OPTIMIZERS)}")
+        self.net = net
+        self.epochs = _positive_int("epochs", epochs)
+        self.batch_size = _positive_int("batch_size", batch_size, allow_none=True)
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+            raise ValueError(f"patience must be a whole number >= 0 (0 = off); got {patience!r}")
+        if not isinstance(min_delta, numbers.Real) or min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0; got {min_delta!r}")
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.restore_best = bool(restore_best)
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.progress, self.callback = progress, callback
+        self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
+        self.schedule_args = {"kind": schedule, "lr": lr, "gamma": gamma,
+                              "step_size": step_size or max(1, self.epochs // 3)}
+        Schedule(total_steps=1, **self.schedule_args)  # validate now, not at the first step
+        self.optimizer = make_optimizer(optimizer, net.parameters(), lr, momentum=momentum,
+                                        beta1=beta1, beta2=beta2, eps=eps)
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.best_score = math.inf
+        self.wait = 0
+        self._best = [a.copy() for a in self._state_arrays()]
+
+    # ------------------------------------------------------------------ state
+    def _state_arrays(self):
+        """Everything that defines the model: parameters plus batch-norm running statistics."""
+        return self.net.parameters() + self.net.buffers()
+
+    def _snapshot_best(self):
+        for dst, src in zip(self._best, self._state_arrays()):
+            dst[...] = src
+
+    def _restore_best(self):
+        for dst, src in zip(self._state_arrays(), self._best):
+            dst[...] = src
+
+    def config(self) -> dict:
+        return {"format": TRAINER_FORMAT, "optimizer": self.optimizer.name,
+                "epochs": self.epochs, "batch_size": self.batch_size,
+                "patience": self.patience, "min_delta": self.min_delta,
+                "restore_best": self.restore_best, "seed": self.seed,
+                "schedule": self.schedule_args, **self.optimizer.hyperparameters()}
+
+    def state_dict(self) -> dict:
+        """``{"json": ..., "arrays": ...}``: everything needed to resume exactly."""
+        opt = self.optimizer.state_dict()
+        arrays = {f"opt/{k}": v for k, v in opt["arrays"].items()}
+        arrays.update({f"best/{i}": a for i, a in enumerate(self._best)})
+        return {
+            "json": {"trainer": self.config(), "epoch": self.epoch,
+                     "global_step": self.global_step, "best_score": self.best_score
+                     if math.isfinite(self.best_score) else None, "wait": self.wait,
+                     "history": self.history.to_dict(), "optimizer": opt["json"]},
+            "arrays": arrays,
+        }
+
+    def load_state_dict(self, state) -> None:
+        """Continue a run saved by :meth:`state_dict` (its epochs, RNG stream and optimizer)."""
+        js, arrays = state["json"], state["arrays"]
+        saved = js["trainer"]
+        if saved["batch_size"] != self.batch_size:
+            raise ValueError(f"cannot resume: the checkpoint used batch size "
+                             f"{saved['batch_size']}, this run asks for {self.batch_size}")
+        if saved["optimizer"] != self.optimizer.name:
+            raise ValueError(f"cannot resume: the checkpoint used the {saved['optimizer']} "
+                             f"optimizer, this run asks for {self.optimizer.name}")
+        send = self.net.device.send
+        self.seed = int(saved["seed"])
+        self.epoch, self.global_step = int(js["epoch"]), int(js["global_step"])
+        self.best_score = math.inf if js["best_score"] is None else float(js["best_score"])
+        self.wait = int(js["wait"])
+        self.history = History.from_dict(js["history"])
+        self.history.interrupted = self.history.stopped_early = False
+        self.optimizer.load_state_dict(
+            {"json": js["optimizer"],
+             "arrays": {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}}, send)
+        for i, dst in enumerate(self._best):
+            dst[...] = send(arrays[f"best/{i}"])
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, X, y, X_val=None, y_val=None) -> History:
+        """Train on ``(X, y)`` (host or device arrays), optionally monitoring ``(X_val, y_val)``.
+        Returns the :class:`History` (also kept in ``net.history_``)."""
+        net, dev = self.net, self.net.device
+        xp = dev.xp
+        with dev.activate():
+            X = net.check_X(X)
+            y = net.check_y(y, X.shape[0])
+            has_val = X_val is not None
+            if has_val:
+                X_val = net.check_X(X_val, "X_val")
+                y_val = net.check_y(y_val, X_val.shape[0], "y_val")
+            try:
+                self._run(xp, dev, X, y, X_val, y_val, has_val)
+            finally:
+                net.history_ = self.history
+        return self.history
+
+    def _run(self, xp, dev, X, y, X_val, y_val, has_val):
+        net, opt, hist = self.net, self.optimizer, self.history
+        n = X.shape[0]
+        bs = n if self.batch_size is None else min(self.batch_size, n)
+        full_batch = bs == n
+        steps = math.ceil(n / bs)
+        schedule = Schedule(total_steps=self.epochs * steps, **self.schedule_args)
+        batches = {}  # mini-batch buffers by size, reused every step
+        if not full_batch:
+            for size in {bs, n - (steps - 1) * bs}:
+                batches[size] = (xp.empty((size, X.shape[1]), dtype=X.dtype),
+                                 xp.empty((size,) + y.shape[1:], dtype=y.dtype))
+        bar = self._progress_bar(n)
+        try:
+            while self.epoch < self.epochs:
+                e = self.epoch
+                t0 = time.perf_counter()
+                net.reseed_dropout(_epoch_seed(self.seed, e, 1))
+                loss_sum = xp.zeros((), dtype=xp.float64)
+                correct = xp.zeros((), dtype=xp.int64)
+                if not full_batch:
+                    perm = xp.argsort(dev.rng(_epoch_seed(self.seed, e, 0)).random(n))
+                for s in range(steps):
+                    opt.lr = schedule(self.global_step, e)
+                    if full_batch:
+                        Xb, yb = X, y
+                    else:
+                        idx = perm[s * bs:(s + 1) * bs]
+                        Xb, yb = batches[idx.shape[0]]
+                        dev.take_rows(X, idx, Xb)
+                        dev.take_rows(y, idx, yb)
+                    loss = net._loss_and_grads(Xb, yb, correct=correct)
+                    loss_sum += loss * Xb.shape[0]
+                    opt.step(net.gradients())
+                    self.global_step += 1
+                    if bar is not None:
+                        bar.update(Xb.shape[0])
+                record = self._end_epoch(xp, dev, e, loss_sum, correct, n, X_val, y_val,
+                                         has_val, t0, opt.lr)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                    val_acc=f"{record['val_accuracy']:.4f}", refresh=False)
+                if self._finish_epoch(record, has_val):
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if has_val and self.restore_best and hist.best_epoch is not None \
+                and hist.best_epoch != hist.epoch[-1]:
+            self._restore_best()
+
+    def _end_epoch(self, xp, dev, e, loss_sum, correct, n, X_val, y_val, has_val, t0, lr):
+        """Collect the epoch's metrics with a single device-to-host copy."""
+        parts = [loss_sum / n, correct / n]
+        if has_val:
+            v_loss, v_correct = self.net._evaluate(X_val, y_val, self.eval_batch_size)
+            m = X_val.shape[0]
+            parts += [v_loss / m, v_correct / m]
+        host = dev.to_numpy(xp.stack([xp.asarray(p, dtype=xp.float64) for p in parts]))
+        seconds = time.perf_counter() - t0  # to_numpy synchronised the device
+        nan = float("nan")
+        classify = self.net.output != "identity"
+        return {
+            "epoch": e + 1,
+            "loss": float(host[0]),
+            "accuracy": float(host[1]) if classify else nan,
+            "val_loss": float(host[2]) if has_val else nan,
+            "val_accuracy": float(host[3]) if has_val and classify else nan,
+            "lr": float(lr),
+            "seconds": seconds,
+        }
+
+    def _finish_epoch(self, record, has_val) -> bool:
+        """History, divergence, early stopping and the callback; True means stop."""
+        hist = self.history
+        hist.append(**record)
+        self.epoch += 1
+        score = record["val_loss"] if has_val else record["loss"]
+        if not (math.isfinite(record["loss"]) and math.isfinite(score)):
+            self._restore_best()
+            hist.diverged = True
+            raise TrainingDiverged(
+                f"training diverged at epoch {record['epoch']}: the loss became "
+                f"{record['loss']}; lower the learning rate (now {record['lr']:g}) or "
+                f"standardise the inputs. The best parameters so far were kept "
+                f"(epoch {hist.best_epoch}).", hist)
+        if score < self.best_score - self.min_delta:
+            self.best_score, self.wait = score, 0
+            hist.best_epoch = record["epoch"]
+            self._snapshot_best()
+        else:
+            self.wait += 1
+        if self.callback is not None and self.callback(self, record):
+            hist.interrupted = True
+            return True
+        if self.patience and self.wait >= self.patience:
+            hist.stopped_early = True
+            return True
+        return False
+
+    def _progress_bar(self, n):
+        if not self.progress:
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=self.epochs * n, initial=self.epoch * n, unit="sample",
+                    unit_scale=True, desc="train", leave=False)
+
+
+def fit(net, X, y, epochs=10, lr=0.01, batch_size=None, optimizer="gd",
+        validation_fraction=0.0, X_val=None, y_val=None, resume=None, **kwargs) -> History:
+    """Train ``net`` on ``(X, y)`` and return its :class:`History`.
+
+    ``batch_size=None`` is full-batch gradient descent, as in the tutorials. With
+    ``validation_fraction`` in (0, 1), a stratified, seeded split of ``(X, y)`` becomes the dev
+    set (ignored when ``X_val`` is given). ``resume`` is a trainer state from a checkpoint.
+    Other keyword arguments go to :class:`Trainer`. The trainer is kept in ``net.trainer_``.
+    """
+    trainer = Trainer(net, optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size,
+                      **kwargs)
+    if resume is not None:
+        trainer.load_state_dict(resume)
+    if X_val is None and validation_fraction:
+        if not 0 < validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1); got {validation_fraction!r}")
+        X, y, X_val, y_val = split_dev(net, X, y, validation_fraction, trainer.seed)
+    net.trainer_ = trainer
+    return trainer.fit(X, y, X_val, y_val)
+
+
+def split_dev(net, X, y, fraction, seed):
+    """Stratified, seeded split of ``(X, y)`` into ``X, y, X_dev, y_dev``; device arrays are
+    indexed on their device."""
+    dev = net.device
+    X = X if hasattr(X, "shape") else np.asarray(X)
+    y = y if hasattr(y, "shape") else np.asarray(y)
+    train_idx, dev_idx = stratified_split(dev.to_numpy(y), fraction, seed)
+
+    def pick(a, idx):
+        return a[idx] if isinstance(a, np.ndarray) else a[dev.send(idx)]
+
+    return pick(X, train_idx), pick(y, train_idx), pick(X, dev_idx), pick(y, dev_idx)
