@@ -156,7 +156,9 @@ _GPU_CACHE: dict[int, Device] = {}
 
 def _parse(spec: str) -> tuple[str, int | None]:
     if not isinstance(spec, str):
-        raise ValueError(f"device must be a string like 'auto', 'cpu', 'cuda' or 'cuda:0', got {spec!r}")
+        raise ValueError(
+            f"device must be a string like 'auto', 'cpu', 'cuda' or 'cuda:0'; got {spec!r}"
+        )
     s = spec.strip().lower()
     if s in ("auto", "cpu"):
         return s, None
