@@ -1,0 +1,465 @@
+"""Checkpoints: exact round trips, the file format, atomic writes under real faults, and plain
+errors for every kind of bad file (never another exception type, never unpickling)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xpnet import MLP, get_device
+from xpnet import checkpoint as ckpt
+from xpnet.backend import cuda_status
+from xpnet.checkpoint import CheckpointError
+
+CONFIGS = [
+    dict(layer_sizes=[6, 5, 3], dtype="float32"),
+    dict(layer_sizes=[6, 8, 4, 2], activation="tanh", output="sigmoid", dtype="float64",
+         batch_norm=True, init="xavier", seed=3),
+    dict(layer_sizes=[6, 7, 2], activation="leaky_relu", output="identity", dropout=0.3,
+         l2=0.01, dtype="float32", seed=4),
+    dict(layer_sizes=[6, 9, 7, 5, 3], activation="sigmoid", output="softmax", dtype="float64",
+         batch_norm=True, dropout=0.2, init="normal", seed=5),
+]
+
+
+def _targets(net, m, rng):
+    k = net.layer_sizes[-1]
+    if net.output == "softmax":
+        return rng.integers(0, k, m)
+    if net.output == "sigmoid":
+        return rng.integers(0, 2, (m, k))
+    return rng.normal(size=(m, k))
+
+
+def _trained(config, seed=0):
+    """A net whose parameters, BN scales and running statistics are all away from their init."""
+    rng = np.random.default_rng(seed)
+    net = MLP(**config, device="cpu")
+    X = rng.normal(size=(16, net.layer_sizes[0]))
+    for _ in range(3):
+        net.loss_and_grads(X, _targets(net, 16, rng))  # moves the BN running statistics
+        for p, g in zip(net.parameters(), net.gradients(), strict=True):
+            p -= 0.1 * g
+    return net
+
+
+def _state(net):
+    return [a.copy() for pair in net.params for a in pair] + [
+        a.copy() for a in net.bn_gamma + net.bn_running_mean + net.bn_running_var
+    ]
+
+
+def _assert_same_net(a, b):
+    assert b.config() == a.config()
+    assert len(_state(a)) == len(_state(b))
+    for x, y in zip(_state(a), _state(b), strict=True):
+        assert x.dtype == y.dtype == np.dtype(a.dtype)
+        assert np.array_equal(x, y)
+    X = np.random.default_rng(9).normal(size=(11, a.layer_sizes[0]))
+    assert np.array_equal(a.forward(X), b.forward(X))
+    assert np.array_equal(a.predict(X), b.predict(X))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A real checkpoint on disk and the net it came from."""
+    net = _trained(CONFIGS[1])
+    path = ckpt.save(net, tmp_path / "model.npz", {"json": {"epoch": 2}, "arrays": {"v": [1.0]}})
+    return net, path
+
+
+def _rewrite(src, dst, **changes):
+    """Copy checkpoint ``src`` to ``dst`` with some entries replaced (or removed with None)."""
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files}
+    for name, value in changes.items():
+        name = name.replace("__", "/") if name.startswith("train__") else name
+        if value is None:
+            arrays.pop(name)
+        else:
+            arrays[name] = value
+    with open(dst, "wb") as f:
+        np.savez(f, **arrays)
+    return dst
+
+
+def _meta(path):
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["__meta__"]))
+
+
+# ------------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c['dtype']}-{len(c)}")
+def test_round_trip_is_exact(tmp_path, config):
+    net = _trained(config)
+    if net.batch_norm:
+        assert not np.array_equal(net.bn_running_var[0], np.ones_like(net.bn_running_var[0]))
+        assert not np.array_equal(net.bn_gamma[0], np.ones_like(net.bn_gamma[0]))
+    path = ckpt.save(net, tmp_path / "net.npz")
+    assert path == tmp_path / "net.npz"
+    loaded, training = ckpt.load_checkpoint(path, device="cpu")
+    assert training is None
+    _assert_same_net(net, loaded)
+    _assert_same_net(net, ckpt.load(str(path), device="cpu"))
+
+
+def test_training_state_round_trip(tmp_path):
+    net = _trained(CONFIGS[3])
+    arrays = {
+        "adam/m/W0": np.random.default_rng(1).normal(size=(9, 6)),
+        "adam/v/W0": np.random.default_rng(2).random((9, 6)).astype(np.float32),
+        "rng_state": np.arange(5, dtype=np.uint64) * (2**60),
+        "mask": np.array([True, False, True]),
+        "step": np.int64(1234),
+        "empty": np.zeros((0, 3)),
+    }
+    info = {"epoch": 7, "lr": 1e-3, "history": [[0.5, 0.4], [0.3, 0.2]], "name": "ünï", "x": None}
+    ckpt.save(net, tmp_path / "c.npz", {"json": info, "arrays": arrays})
+    loaded, training = ckpt.load_checkpoint(tmp_path / "c.npz", device="cpu")
+    _assert_same_net(net, loaded)
+    assert training["json"] == info
+    assert set(training["arrays"]) == set(arrays)
+    for name, a in arrays.items():
+        b = training["arrays"][name]
+        assert type(b) is np.ndarray
+        assert b.dtype == np.asarray(a).dtype and b.shape == np.shape(a)
+        assert np.array_equal(b, a)
+
+
+def test_empty_training_state_is_kept_apart_from_none(tmp_path):
+    net = MLP([3, 2], device="cpu")
+    ckpt.save(net, tmp_path / "a.npz", {"json": {}, "arrays": {}})
+    assert ckpt.load_checkpoint(tmp_path / "a.npz", "cpu")[1] == {"json": {}, "arrays": {}}
+    ckpt.save(net, tmp_path / "b.npz", None)
+    assert ckpt.load_checkpoint(tmp_path / "b.npz", "cpu")[1] is None
+
+
+def test_file_format(tmp_path):
+    net = _trained(CONFIGS[1])
+    path = ckpt.save(net, tmp_path / "model.ckpt", {"json": {"e": 1}, "arrays": {"a/b": [2, 3]}})
+    assert os.listdir(tmp_path) == ["model.ckpt"]  # the path is used as given
+    with np.load(path, allow_pickle=False) as z:
+        names = set(z.files)
+        meta_array = z["__meta__"]
+        assert z["train/a/b"].tolist() == [2, 3]
+    assert meta_array.dtype.kind == "U" and meta_array.ndim == 0
+    meta = json.loads(str(meta_array))
+    assert meta == {
+        "format": "xpnet-checkpoint",
+        "format_version": 1,
+        "config": net.config(),
+        "xpnet_version": "0.1.0",
+        "saved_from_device": "cpu",
+        "training": {"e": 1},
+    }
+    hidden = range(len(net.layer_sizes) - 2)
+    assert names == (
+        {"__meta__", "train/a/b"}
+        | {f"{k}{i}" for k in "Wb" for i in range(net.n_layers)}
+        | {f"{k}{i}" for k in ("bn_gamma", "bn_running_mean", "bn_running_var") for i in hidden}
+    )
+
+
+def test_meta_stored_as_utf8_bytes_is_accepted(saved, tmp_path):
+    net, path = saved
+    text = json.dumps(_meta(path))
+    other = _rewrite(path, tmp_path / "u8.npz",
+                     __meta__=np.frombuffer(text.encode(), dtype=np.uint8))
+    _assert_same_net(net, ckpt.load(other, device="cpu"))
+
+
+# ------------------------------------------------------------------------------- devices
+@pytest.mark.parametrize("device", ["cpu", "auto", get_device("cpu")])
+def test_loads_on_requested_device(saved, device):
+    net, path = saved
+    assert _meta(path)["saved_from_device"] == "cpu"
+    loaded = ckpt.load(path, device=device)
+    assert loaded.device.name == get_device(device).name  # "auto" falls back to cpu without GPU
+    _assert_same_net(net, loaded)
+
+
+@pytest.mark.gpu
+def test_cross_device_round_trip(tmp_path):
+    usable, reason = cuda_status()
+    if not usable:
+        pytest.skip(reason)
+    cpu_net = _trained(CONFIGS[3])
+    ckpt.save(cpu_net, tmp_path / "cpu.npz")
+    gpu_net = ckpt.load(tmp_path / "cpu.npz", device="cuda")
+    assert gpu_net.device.is_gpu
+    for a, b in zip(_state(cpu_net), [gpu_net.device.to_numpy(x) for x in
+                                      gpu_net.parameters() + gpu_net.buffers()], strict=False):
+        assert a.dtype == b.dtype
+    ckpt.save(gpu_net, tmp_path / "gpu.npz", {"json": {}, "arrays": {"m": gpu_net.params[0][0]}})
+    assert _meta(tmp_path / "gpu.npz")["saved_from_device"] == "cuda:0"
+    back, training = ckpt.load_checkpoint(tmp_path / "gpu.npz", device="cpu")
+    _assert_same_net(cpu_net, back)
+    assert type(training["arrays"]["m"]) is np.ndarray
+
+
+def test_expected_architecture_mismatch(saved):
+    net, path = saved
+    assert ckpt.load(path, "cpu", expect_layers=net.layer_sizes).layer_sizes == net.layer_sizes
+    with pytest.raises(CheckpointError) as info:
+        ckpt.load(path, "cpu", expect_layers=[6, 8, 2])
+    msg = str(info.value)
+    assert str(path) in msg and "[6, 8, 4, 2]" in msg and "[6, 8, 2]" in msg
+
+
+# ------------------------------------------------------------------------------- atomic writes
+class _Exploding:
+    """An array-like whose conversion to NumPy fails, like a device copy that errors out."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("device copy failed")
+
+
+@pytest.fixture
+def previous(tmp_path):
+    """An existing checkpoint that a failed save must leave byte-for-byte intact."""
+    net = MLP([4, 3, 2], device="cpu", seed=1)
+    path = ckpt.save(net, tmp_path / "model.npz", {"json": {"epoch": 1}, "arrays": {}})
+    return path, path.read_bytes()
+
+
+def _assert_untouched(path, old_bytes):
+    assert path.read_bytes() == old_bytes
+    assert sorted(os.listdir(path.parent)) == [path.name]  # no temporary files left behind
+    assert ckpt.load_checkpoint(path, "cpu")[1]["json"] == {"epoch": 1}
+
+
+def test_failure_converting_arrays_keeps_previous(previous):
+    path, old = previous
+    state = {"json": {"epoch": 2}, "arrays": {"ok": np.ones(3), "bad": _Exploding()}}
+    with pytest.raises(CheckpointError, match="device copy failed") as info:
+        ckpt.save(_trained(CONFIGS[0]), path, state)
+    assert str(path) in str(info.value)
+    _assert_untouched(path, old)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_disk_full_midway_keeps_previous(previous, monkeypatch):
+    """The temporary file's writes go to /dev/full, so the kernel answers ENOSPC mid-write."""
+    path, old = previous
+    real_mkstemp = tempfile.mkstemp
+    made = []
+
+    def mkstemp_on_full_disk(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        made.append(name)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_on_full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device") as info:
+        ckpt.save(_trained(CONFIGS[3]), path, {"json": {}, "arrays": {"big": np.ones(50_000)}})
+    assert str(path) in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.ENOSPC
+    assert len(made) == 1 and not os.path.exists(made[0])
+    _assert_untouched(path, old)
+
+
+def test_fsync_failure_keeps_previous(previous, monkeypatch):
+    path, old = previous
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(CheckpointError, match="Input/output error"):
+        ckpt.save(_trained(CONFIGS[0]), path)
+    monkeypatch.undo()
+    _assert_untouched(path, old)
+
+
+def test_rename_onto_directory_fails_cleanly(tmp_path):
+    target = tmp_path / "model.npz"
+    target.mkdir()
+    (target / "keep.txt").write_text("precious")
+    with pytest.raises(CheckpointError) as info:
+        ckpt.save(MLP([3, 2], device="cpu"), target)
+    assert str(target) in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    assert os.listdir(target) == ["keep.txt"] and (target / "keep.txt").read_text() == "precious"
+
+
+def test_missing_directory_is_reported(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_bytes(b"x")
+    for target in (blocker / "model.npz", tmp_path / "absent" / "model.npz"):
+        with pytest.raises(CheckpointError) as info:
+            ckpt.save(MLP([3, 2], device="cpu"), target)
+        assert str(target) in str(info.value) and "writable" in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["not_a_dir"] and blocker.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(
+    "state, words",
+    [
+        ({"json": {"f": object()}, "arrays": {}}, "JSON-serialisable"),
+        ({"json": {}, "arrays": {"o": np.array([None, 1], dtype=object)}}, "dtype object"),
+        ({"json": {}, "arrays": {"": np.ones(2)}}, "non-empty strings"),
+        ({"jsn": {}}, "training_state must be a dict"),
+    ],
+)
+def test_bad_training_state_is_refused_before_writing(tmp_path, state, words):
+    with pytest.raises(CheckpointError, match=words) as info:
+        ckpt.save(MLP([3, 2], device="cpu"), tmp_path / "m.npz", state)
+    assert str(tmp_path / "m.npz") in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------- bad files
+def _bad_files(saved_path, tmp):
+    """(file, words expected in the error) for each kind of damage."""
+    data = saved_path.read_bytes()
+    meta = _meta(saved_path)
+    files = {}
+
+    def write(name, content):
+        (tmp / name).write_bytes(content)
+        return tmp / name
+
+    def meta_with(**changes):
+        return np.array(json.dumps({**meta, **changes}))
+
+    files["random"] = (write("random.npz", np.random.default_rng(0).bytes(300)), "not an xpnet")
+    files["empty"] = (write("empty.npz", b""), "empty")
+    files["npy"] = (write("one.npz", _npy_bytes(np.ones(3))), "not an xpnet")
+    files["truncated"] = (write("half.npz", data[: len(data) // 2]), "truncated or corrupt")
+    files["flipped"] = (write("flip.npz", data[:200] + bytes([data[200] ^ 0xFF]) + data[201:]),
+                        "truncated or corrupt")
+    files["no_meta"] = (_rewrite(saved_path, tmp / "nometa.npz", __meta__=None), "no __meta__")
+    files["meta_bytes"] = (_rewrite(saved_path, tmp / "mb.npz", __meta__=np.ones(3)),
+                           "truncated or corrupt")
+    files["meta_json"] = (_rewrite(saved_path, tmp / "mj.npz", __meta__=np.array("{oops")),
+                          "truncated or corrupt")
+    files["format"] = (_rewrite(saved_path, tmp / "fmt.npz", __meta__=meta_with(format="other")),
+                       "not an xpnet checkpoint")
+    files["newer"] = (_rewrite(saved_path, tmp / "new.npz",
+                               __meta__=meta_with(format_version=999)), "newer xpnet")
+    files["version"] = (_rewrite(saved_path, tmp / "ver.npz",
+                                 __meta__=meta_with(format_version="1")), "format_version")
+    files["config"] = (_rewrite(saved_path, tmp / "cfg.npz", __meta__=meta_with(config=None)),
+                       "config")
+    bad_config = {**meta["config"], "activation": "swish"}
+    files["config_value"] = (_rewrite(saved_path, tmp / "cv.npz",
+                                      __meta__=meta_with(config=bad_config)), "swish")
+    files["W0_shape"] = (_rewrite(saved_path, tmp / "w0.npz", W0=np.ones((6, 8))), "'W0'")
+    files["b1_missing"] = (_rewrite(saved_path, tmp / "b1.npz", b1=None), "lacks the array 'b1'")
+    files["bn_missing"] = (_rewrite(saved_path, tmp / "bn.npz", bn_running_var1=None),
+                           "bn_running_var1")
+    files["W_strings"] = (_rewrite(saved_path, tmp / "ws.npz", W0=np.full((8, 6), "a")), "dtype")
+    obj = np.array([{"evil": 1}, None], dtype=object)
+    for name, entry in [("object_W0", "W0"), ("object_train", "train__v"),
+                        ("object_meta", "__meta__")]:
+        target = tmp / f"{name}.npz"
+        with open(target, "wb") as f:  # allow_pickle defaults to True when writing
+            with np.load(saved_path, allow_pickle=False) as z:
+                arrays = {n: z[n] for n in z.files}
+            arrays[entry.replace("__", "/") if entry.startswith("train") else entry] = obj
+            np.savez(f, **arrays)
+        files[name] = (target, "object array")
+    files["missing"] = (tmp / "nope.npz", "does not exist")
+    files["directory"] = (tmp, "cannot read")
+    return files
+
+
+def _npy_bytes(a):
+    with tempfile.TemporaryFile() as f:
+        np.save(f, a)
+        f.seek(0)
+        return f.read()
+
+
+BAD = ["random", "empty", "npy", "truncated", "flipped", "no_meta", "meta_bytes", "meta_json",
+       "format", "newer", "version", "config", "config_value", "W0_shape", "b1_missing",
+       "bn_missing", "W_strings", "object_W0", "object_train", "object_meta", "missing",
+       "directory"]
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_file_gives_plain_error(saved, tmp_path, kind):
+    _, path = saved
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    bad, words = _bad_files(path, bad_dir)[kind]
+    with pytest.raises(CheckpointError) as info:
+        ckpt.load_checkpoint(bad, device="cpu")
+    msg = str(info.value)
+    assert str(bad) in msg and words in msg
+    assert "\n" not in msg
+    if kind == "newer":
+        assert "upgrade" in msg
+
+
+def test_bad_file_kinds_are_all_tested(saved, tmp_path):
+    assert sorted(_bad_files(saved[1], tmp_path)) == sorted(BAD)
+
+
+def test_nothing_is_ever_unpickled(saved, tmp_path, monkeypatch):
+    net, path = saved
+    bad = _bad_files(path, tmp_path)["object_W0"][0]
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("pickle used")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, no_pickle)
+    seen = []
+    real_load = np.load
+
+    def spy_load(*args, **kwargs):
+        seen.append(kwargs.get("allow_pickle"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", spy_load)
+    loaded, training = ckpt.load_checkpoint(path, device="cpu")
+    _assert_same_net(net, loaded)
+    assert training["arrays"]["v"].tolist() == [1.0]
+    with pytest.raises(CheckpointError, match="object array"):
+        ckpt.load(bad, device="cpu")
+    assert seen and all(flag is False for flag in seen)
+
+
+# ------------------------------------------------------------------------------- fuzzing
+_FUZZ = settings(max_examples=100, deadline=None, database=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _load_or_checkpoint_error(path):
+    try:
+        ckpt.load_checkpoint(path, device="cpu")
+    except CheckpointError as exc:
+        assert str(path) in str(exc)
+
+
+@_FUZZ
+@given(data=st.binary(max_size=2000))
+def test_arbitrary_bytes_never_escape_as_other_errors(tmp_path, data):
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(data)
+    _load_or_checkpoint_error(path)
+
+
+@_FUZZ
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+       cut=st.one_of(st.none(), st.integers(0, 10**6)))
+def test_damaged_checkpoints_never_escape_as_other_errors(saved, tmp_path, edits, cut):
+    _, original = saved
+    data = bytearray(original.read_bytes())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(bytes(data[:cut] if cut is not None else data))
+    _load_or_checkpoint_error(path)
