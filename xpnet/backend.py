@@ -22,6 +22,8 @@ __all__ = [
     "get_device",
     "cuda_status",
     "is_device_array",
+    "enable_tf32",
+    "is_out_of_memory",
 ]
 
 _FIX_INSTALL = (
@@ -204,3 +206,21 @@ def get_device(spec: str | Device = "auto") -> Device:
 def is_device_array(array) -> bool:
     """True for arrays that live on a GPU (they have ``.get()`` but are not NumPy arrays)."""
     return not isinstance(array, np.ndarray) and hasattr(array, "get") and hasattr(array, "device")
+
+
+def enable_tf32(enabled: bool = True) -> None:
+    """Let cuBLAS use TF32 tensor cores for float32 matrix products (CuPy reads ``CUPY_TF32``).
+
+    Faster on Ampere and newer GPUs at about 10 bits of mantissa in the products; call it before
+    the first :func:`get_device` so CuPy sees the setting. No effect on the CPU.
+    """
+    os.environ["CUPY_TF32"] = "1" if enabled else "0"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for host ``MemoryError`` and CuPy's device ``OutOfMemoryError`` (and cuBLAS's
+    allocation failures), so callers can suggest a smaller batch instead of a traceback."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return "OutOfMemory" in name or "CUBLAS_STATUS_ALLOC_FAILED" in str(exc)
