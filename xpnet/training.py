@@ -135,7 +135,9 @@ class Trainer:
         patience: stop after this many epochs without improvement of the monitored loss (dev
             loss when there is a dev set, else training loss) by more than ``min_delta``;
             0 turns early stopping off.
-        restore_best: at the end, restore the parameters of the best epoch (with a dev set).
+        restore_best: at the end, restore the parameters (and batch-norm statistics) of the best
+            epoch. ``None`` (the default) means: when early stopping is on and there is a dev
+            set, as scikit-learn does with ``early_stopping=True``.
         seed: seeds shuffling and dropout; ``None`` draws one (kept in :attr:`seed`).
         progress: show a tqdm bar (samples/s) when tqdm is installed.
         callback: ``callback(trainer, record)`` after each epoch; a true return value stops
@@ -144,7 +146,7 @@ class Trainer:
 
     def __init__(self, net: MLP, optimizer="adam", lr=1e-3, epochs=10, batch_size=None,
                  schedule="constant", step_size=None, gamma=0.1, momentum=0.9, beta1=0.9,
-                 beta2=0.999, eps=1e-8, patience=0, min_delta=0.0, restore_best=True,
+                 beta2=0.999, eps=1e-8, patience=0, min_delta=0.0, restore_best=None,
                  seed=None, progress=False, callback=None, eval_batch_size=10000):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}: choose one of "
@@ -157,7 +159,7 @@ class Trainer:
         if not isinstance(min_delta, numbers.Real) or min_delta < 0:
             raise ValueError(f"min_delta must be >= 0; got {min_delta!r}")
         self.patience, self.min_delta = int(patience), float(min_delta)
-        self.restore_best = bool(restore_best)
+        self.restore_best = self.patience > 0 if restore_best is None else bool(restore_best)
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.progress, self.callback = progress, callback
         self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
