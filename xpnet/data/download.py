@@ -1,0 +1,168 @@
+"""Download the original MNIST ``.gz`` files from public mirrors, verified and atomically.
+
+A download goes to a uniquely named temp file in the target directory, is checked against the
+published SHA-256, fsynced, and only then renamed onto its final name. Readers and concurrent
+downloaders sharing a cache directory therefore only ever see a complete, verified file (two
+processes that race just replace identical bytes with identical bytes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from .mnist import SHA256, MnistDataError, sha256_file
+
+__all__ = ["DEFAULT_MIRRORS", "download_file", "resolve_mirrors"]
+
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+_CHUNK = 1 << 16
+_USER_AGENT = "xpnet-mnist-downloader (python urllib)"
+
+
+class _BadBody(Exception):
+    """The mirror answered, but with the wrong bytes."""
+
+
+def resolve_mirrors(mirrors: Sequence[str] | None = None) -> list[str]:
+    """Base URLs to try in order: ``mirrors``, else env ``XPNET_MNIST_MIRRORS`` (comma
+    separated), else :data:`DEFAULT_MIRRORS`."""
+    if mirrors is None:
+        env = os.environ.get("XPNET_MNIST_MIRRORS", "")
+        mirrors = [m.strip() for m in env.split(",") if m.strip()] or DEFAULT_MIRRORS
+    return list(mirrors)
+
+
+def download_file(
+    filename: str,
+    directory: str | os.PathLike[str],
+    *,
+    mirrors: Sequence[str] | None = None,
+    progress: bool = False,
+    timeout: float = 30.0,
+) -> Path:
+    """Download ``filename`` (one of the four MNIST ``.gz`` names) into ``directory``.
+
+    Tries ``base_url + filename`` for each mirror (see :func:`resolve_mirrors`) and moves on after
+    any failure: HTTP or connection error, timeout (``timeout`` seconds per socket operation),
+    short body, or SHA-256 mismatch. Returns the final path. Raises :class:`MnistDataError` when
+    the directory is not writable or every mirror failed; then no file, final or temporary, is left.
+    """
+    if filename not in SHA256 or not filename.endswith(".gz"):
+        raise ValueError(f"{filename!r} is not one of the MNIST .gz files")
+    directory = Path(directory)
+    final = directory / filename
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=directory)
+    except OSError as exc:
+        raise MnistDataError(
+            f"cannot write {filename} to {directory} ({exc}); choose a writable directory with "
+            f"--data-dir or XPNET_DATA_DIR"
+        ) from exc
+
+    failures = []
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for base in resolve_mirrors(mirrors):
+                url = base.rstrip("/") + "/" + filename
+                out.seek(0)
+                out.truncate()
+                try:
+                    _fetch(url, out, SHA256[filename], progress, timeout)
+                    break
+                except Exception as exc:  # any failure means "try the next mirror"
+                    failures.append(f"{url}: {_describe(exc)}")
+            else:
+                raise MnistDataError(
+                    f"could not download {filename} from any mirror ({'; '.join(failures)}); "
+                    f"check the network or set XPNET_MNIST_MIRRORS, or put the original file "
+                    f"in {directory}"
+                )
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should stay readable
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+    # Guards against anything else writing the final name non-atomically in the meantime.
+    digest = sha256_file(final)
+    if digest != SHA256[filename]:
+        raise MnistDataError(
+            f"{filename} changed after it was downloaded (SHA-256 {digest}), so another program "
+            f"is writing to {directory}; delete it and run again"
+        )
+    return final
+
+
+def _fetch(url: str, out: IO[bytes], expected: str, progress: bool, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    h = hashlib.sha256()
+    received = 0
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        bar = _progress_bar(progress, total, url.rsplit("/", 1)[-1])
+        try:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                h.update(chunk)
+                received += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+    # http.client returns a short body without complaint when the connection drops.
+    if total is not None and received != total:
+        raise _BadBody(f"truncated body ({received} of {total} bytes)")
+    if h.hexdigest() != expected:
+        raise _BadBody(f"SHA-256 mismatch ({received} bytes; damaged or not the original file)")
+
+
+def _progress_bar(enabled: bool, total: int | None, desc: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm  # optional dependency
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    if isinstance(exc, _BadBody):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable; not every platform can open a directory, which is fine."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

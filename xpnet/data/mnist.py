@@ -1,0 +1,289 @@
+"""MNIST from the four original IDX files, checked before any array is returned.
+
+The files live in one directory (see :func:`resolve_data_dir`), each either gzip-compressed
+(``NAME.gz``, as published) or uncompressed (``NAME``); the ``.gz`` wins when both are present:
+
+=========================  =================  ====================
+file                       magic              shape
+=========================  =================  ====================
+train-images-idx3-ubyte    0x00000803 (IDX3)  60000 x 28 x 28 uint8
+train-labels-idx1-ubyte    0x00000801 (IDX1)  60000 uint8
+t10k-images-idx3-ubyte     0x00000803 (IDX3)  10000 x 28 x 28 uint8
+t10k-labels-idx1-ubyte     0x00000801 (IDX1)  10000 uint8
+=========================  =================  ====================
+
+IDX layout, all integers big-endian: a 4-byte magic ``0x000008NN`` (``0x08`` = unsigned byte
+data, ``NN`` = number of dimensions), ``NN`` uint32 dimension sizes, then exactly
+``prod(dims)`` bytes of row-major data.
+
+Every problem (missing file, bad gzip, bad header, wrong length, wrong SHA-256) raises
+:class:`MnistDataError` with one sentence naming the file, the problem and the fix. Partial or
+unverified data is never returned.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "MnistData",
+    "MnistDataError",
+    "SHA256",
+    "load_mnist",
+    "parse_idx",
+    "gunzip",
+    "resolve_data_dir",
+    "sha256_file",
+]
+
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+ROWS = COLS = 28
+NUM_CLASSES = 10
+
+# Split -> (images file, labels file, number of examples), names without ".gz".
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
+}
+FILE_NAMES = tuple(name for images, labels, _ in SPLITS.values() for name in (images, labels))
+
+# Published SHA-256 of the original files, compressed and uncompressed (SHA256SUMS format).
+_SHA256SUMS = """
+440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609  train-images-idx3-ubyte.gz
+3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c  train-labels-idx1-ubyte.gz
+8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6  t10k-images-idx3-ubyte.gz
+f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6  t10k-labels-idx1-ubyte.gz
+ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db  train-images-idx3-ubyte
+65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5  train-labels-idx1-ubyte
+0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7  t10k-images-idx3-ubyte
+ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-idx1-ubyte
+"""
+SHA256: dict[str, str] = {
+    name: digest for digest, name in (line.split() for line in _SHA256SUMS.strip().splitlines())
+}
+
+_CHUNK = 1 << 20
+_REPLACE = "replace it with the original file"
+
+
+class MnistDataError(ValueError):
+    """An MNIST file is missing, damaged or not the original; the message says which and the fix."""
+
+
+@dataclass(frozen=True, eq=False)
+class MnistData:
+    """MNIST as host NumPy arrays (writable, C-contiguous).
+
+    ``X_train``: uint8, shape (60000, 784); ``X_test``: uint8, shape (10000, 784). Each row is one
+    28x28 image flattened row-major, pixels 0..255 with 0 the background (not scaled).
+    ``y_train``: int64, shape (60000,); ``y_test``: int64, shape (10000,); digits 0..9.
+    ``data_dir``: the directory the files were read from.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    data_dir: Path
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the MNIST directory as an absolute path; it need not exist.
+
+    Order: ``data_dir`` (the CLI's ``--data-dir``), then env ``XPNET_DATA_DIR``, then
+    ``~/.cache/xpnet/mnist``. Empty values count as unset.
+    """
+    chosen = os.fspath(data_dir) if data_dir is not None else ""
+    chosen = chosen or os.environ.get("XPNET_DATA_DIR", "")
+    if not chosen:
+        return Path.home() / ".cache" / "xpnet" / "mnist"
+    return Path(os.path.abspath(os.path.expanduser(chosen)))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def gunzip(data: bytes, name: str, hint: str = _REPLACE) -> bytes:
+    """Decompress a whole gzip file held in memory; any damage raises :class:`MnistDataError`."""
+    try:
+        return gzip.decompress(data)
+    except EOFError as exc:
+        raise MnistDataError(f"{name} is truncated (the gzip stream ended early); {hint}") from exc
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise MnistDataError(f"{name} is not a valid gzip file ({exc}); {hint}") from exc
+
+
+def parse_idx(
+    data: bytes,
+    name: str,
+    expect_magic: int,
+    expect_dims: Sequence[int | None],
+    hint: str = _REPLACE,
+) -> np.ndarray:
+    """Parse one uncompressed IDX file of unsigned bytes held in memory.
+
+    ``expect_dims`` has one entry per dimension: an int requires that size, ``None`` accepts any.
+    Returns a uint8 array of shape ``dims`` that is a view of ``data`` (read-only when ``data`` is
+    ``bytes``). Raises :class:`MnistDataError` naming ``name`` on a wrong magic number, wrong
+    dimensions, or a payload shorter or longer than the header says. Pure: no I/O.
+    """
+    ndim = len(expect_dims)
+    header_len = 4 + 4 * ndim
+    if len(data) < 4:
+        raise MnistDataError(f"{name} is too short to be an IDX file ({len(data)} bytes); {hint}")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expect_magic:
+        if data[:2] == b"\x1f\x8b":
+            raise MnistDataError(
+                f"{name} is gzip-compressed but its name does not end in .gz; "
+                f"rename it to {name}.gz"
+            )
+        raise MnistDataError(
+            f"{name} has magic number 0x{magic:08X} instead of 0x{expect_magic:08X}, "
+            f"so it is not the expected IDX file; {hint}"
+        )
+    if len(data) < header_len:
+        raise MnistDataError(f"{name} is truncated (its IDX header is incomplete); {hint}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if any(want is not None and got != want for got, want in zip(dims, expect_dims)):
+        shown = " x ".join("N" if d is None else str(d) for d in expect_dims)
+        raise MnistDataError(
+            f"{name} has dimensions {' x '.join(map(str, dims))} instead of {shown}; {hint}"
+        )
+    size = math.prod(dims)
+    payload = len(data) - header_len
+    if payload < size:
+        raise MnistDataError(
+            f"{name} is truncated ({payload} data bytes where its header promises {size}); {hint}"
+        )
+    if payload > size:
+        raise MnistDataError(
+            f"{name} has {payload - size} trailing bytes after the data its header describes; "
+            f"{hint}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, count=size, offset=header_len).reshape(dims)
+
+
+def _read_hashed(path: Path) -> tuple[bytearray, str]:
+    """Read a whole file once and hash it on the way; a bytearray so views of it are writable."""
+    with open(path, "rb") as f:
+        buf = bytearray(os.fstat(f.fileno()).st_size)
+        n = f.readinto(buf)
+    del buf[n:]
+    h = hashlib.sha256()
+    view = memoryview(buf)
+    for start in range(0, n, _CHUNK):
+        h.update(view[start : start + _CHUNK])
+    view.release()  # a live export would forbid resizing buf later
+    return buf, h.hexdigest()
+
+
+def _load_idx(
+    path: Path, expect_magic: int, expect_dims: Sequence[int | None], verify: bool
+) -> np.ndarray:
+    name = path.name
+    hint = f"delete it and run again to re-download it, or put the original file in {path.parent}"
+    data, digest = _read_hashed(path)
+    # Structure is checked before the checksum so a damaged file gets the specific diagnosis.
+    raw = gunzip(data, name, hint) if name.endswith(".gz") else data
+    array = parse_idx(raw, name, expect_magic, expect_dims, hint)
+    if verify and digest != SHA256[name]:
+        raise MnistDataError(
+            f"{name} has SHA-256 {digest} instead of the published {SHA256[name]}, so it is "
+            f"damaged or not the original MNIST file; {hint}"
+        )
+    return array
+
+
+def _offline() -> bool:
+    return os.environ.get("XPNET_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _find(directory: Path) -> dict[str, Path | None]:
+    found: dict[str, Path | None] = {}
+    for name in FILE_NAMES:
+        candidates = (directory / f"{name}.gz", directory / name)
+        found[name] = next((p for p in candidates if p.is_file()), None)
+    return found
+
+
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    progress: bool = False,
+    *,
+    mirrors: Sequence[str] | None = None,
+    verify: bool = True,
+) -> MnistData:
+    """Load MNIST from ``resolve_data_dir(data_dir)``, downloading missing files first.
+
+    Files may be ``.gz`` or uncompressed. A file that is missing (neither form present) is
+    downloaded as ``.gz`` from ``mirrors`` (default: env ``XPNET_MNIST_MIRRORS``, then the built-in
+    list), unless ``download`` is false or env ``XPNET_OFFLINE=1``; then a missing file is an
+    error. ``progress`` shows a tqdm bar per download when tqdm is installed.
+
+    ``verify=False`` skips the SHA-256 check and the fixed 60000/10000 counts (for tests and
+    derived subsets); the IDX structure, 28x28 size, matching image/label counts and the 0..9
+    label range are always checked.
+
+    Returns :class:`MnistData` (uint8 images (N, 784), int64 labels (N,)). Raises
+    :class:`MnistDataError` for any missing, damaged or unexpected file.
+    """
+    directory = resolve_data_dir(data_dir)
+    paths = _find(directory)
+    missing = [name for name, path in paths.items() if path is None]
+    if missing:
+        if not download or _offline():
+            why = "XPNET_OFFLINE is set" if download else "download=False"
+            where = "" if directory.is_dir() else " (the directory does not exist)"
+            raise MnistDataError(
+                f"MNIST files {', '.join(missing)} are missing from {directory}{where} and "
+                f"downloading is off ({why}); put the original files (.gz or uncompressed) there, "
+                f"or point XPNET_DATA_DIR or --data-dir at a directory that has them"
+            )
+        from .download import download_file  # here, not at the top: download imports this module
+
+        for name in missing:
+            paths[name] = download_file(f"{name}.gz", directory, mirrors=mirrors, progress=progress)
+
+    arrays: dict[str, np.ndarray] = {}
+    for split, (images_name, labels_name, count) in SPLITS.items():
+        n = count if verify else None
+        labels_path, images_path = paths[labels_name], paths[images_name]
+        assert labels_path is not None and images_path is not None
+        labels = _load_idx(labels_path, LABELS_MAGIC, (n,), verify)
+        images = _load_idx(images_path, IMAGES_MAGIC, (n, ROWS, COLS), verify)
+        if len(images) != len(labels):
+            raise MnistDataError(
+                f"{images_path.name} has {len(images)} images but {labels_path.name} has "
+                f"{len(labels)} labels, so one of them is from another release; delete both and "
+                f"run again to re-download them, or put the original files in {directory}"
+            )
+        if labels.size and int(labels.max()) >= NUM_CLASSES:
+            bad = int(np.argmax(labels >= NUM_CLASSES))
+            raise MnistDataError(
+                f"{labels_path.name} has label {int(labels[bad])} at index {bad} where digits "
+                f"0..9 are expected; delete it and run again to re-download it, or put the "
+                f"original file in {directory}"
+            )
+        images = images.reshape(len(images), ROWS * COLS)
+        # Views of decompressed bytes are read-only; callers may shuffle or scale in place.
+        arrays[f"X_{split}"] = images if images.flags.writeable else images.copy()
+        arrays[f"y_{split}"] = labels.astype(np.int64)
+    return MnistData(data_dir=directory, **arrays)
