@@ -1,0 +1,121 @@
+"""The training step loop makes no host/device transfer (CPU run of the counting test).
+
+``Trainer`` promises (xpnet/training.py): per step nothing crosses the host/device boundary; per
+epoch exactly one device-to-host copy of the metrics. On the CPU a "transfer" is free, but the
+calls that would transfer on a GPU are the same ``Device`` methods, so counting them here checks
+the trainer's structure on every CI run; tests/gpu/test_gpu_training.py runs the same count on
+a CUDA device.
+
+``Device.to_numpy``, ``Device.send`` and ``Device.synchronize`` are wrapped (at class level,
+calling the originals) to log each call with the xpnet source line that made it; the step
+(``net._loss_and_grads``), the optimizer update and the end of each epoch (the trainer's
+callback) are logged too. Then:
+
+* before the first step: anything goes (inputs are validated and sent once);
+* inside an epoch, from its first step to its metric read: no send, no to_numpy, no synchronize;
+* exactly one to_numpy per epoch, after the epoch's last update and before the epoch ends.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.backend import Device
+
+TRANSFERS = ("to_numpy", "send", "synchronize")
+XPNET_DIR = os.path.dirname(os.path.abspath(xpnet.__file__))
+
+
+def _caller() -> str:
+    """``file:line`` of the innermost xpnet frame outside backend.py that made the call."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        path = os.path.abspath(frame.filename)
+        if path.startswith(XPNET_DIR) and not path.endswith("backend.py"):
+            return f"{os.path.relpath(path, os.path.dirname(XPNET_DIR))}:{frame.lineno}"
+    return "outside xpnet"
+
+
+def instrument(monkeypatch, trainer):
+    """Log transfers and loop landmarks of ``trainer.fit`` as ``(event, where)`` tuples."""
+    events = []
+    for name in TRANSFERS:
+        original = getattr(Device, name)
+
+        def wrapper(self, *args, _original=original, _name=name, **kwargs):
+            events.append((_name, _caller()))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Device, name, wrapper)
+
+    step, update = trainer.net._loss_and_grads, trainer.optimizer.step
+
+    def counted_step(*args, **kwargs):
+        events.append(("step", ""))
+        return step(*args, **kwargs)
+
+    def counted_update(*args, **kwargs):
+        events.append(("update", ""))
+        return update(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.net, "_loss_and_grads", counted_step)
+    monkeypatch.setattr(trainer.optimizer, "step", counted_update)
+    trainer.callback = lambda trainer, record: events.append(("epoch_end", "")) and None
+    return events
+
+
+def check_transfers(events, epochs, steps_per_epoch):
+    """Assert the transfer pattern described in the module docstring; explain any violation."""
+    log = "\n".join(f"  {i:3d} {e:<12} {w}" for i, (e, w) in enumerate(events))
+    names = [e for e, _ in events]
+    assert names.count("epoch_end") == epochs, f"expected {epochs} epochs:\n{log}"
+    assert names.count("to_numpy") == epochs, (
+        f"to_numpy must run exactly once per epoch ({epochs}), ran {names.count('to_numpy')} "
+        f"times:\n{log}")
+    first_step = names.index("step")
+    bounds = [i for i, e in enumerate(names) if e == "epoch_end"]
+    start = first_step
+    for epoch, end in enumerate(bounds, 1):
+        chunk = events[start:end]
+        kinds = [e for e, _ in chunk]
+        assert kinds.count("step") == kinds.count("update") == steps_per_epoch, (
+            f"epoch {epoch}: expected {steps_per_epoch} steps:\n{log}")
+        read = kinds.index("to_numpy")
+        last_update = len(kinds) - 1 - kinds[::-1].index("update")
+        assert read > last_update, f"epoch {epoch}: metrics read before the last update:\n{log}"
+        inside = [(e, w) for e, w in chunk[:read] if e in TRANSFERS]
+        assert not inside, (
+            f"epoch {epoch}: host/device transfer inside the step loop: "
+            f"{', '.join(f'{e} at {w}' for e, w in inside)}\n{log}")
+        after = [(e, w) for e, w in chunk[read + 1:] if e in TRANSFERS]
+        assert not after, f"epoch {epoch}: extra transfers after the metric read: {after}\n{log}"
+        start = end + 1
+    tail = [(e, w) for e, w in events[start:] if e in TRANSFERS]
+    assert not tail, f"transfers after the last epoch: {tail}\n{log}"
+
+
+def problem(n=100, n_in=12, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_in)).astype(np.float32)
+    y = rng.integers(0, k, size=n)
+    return X, y
+
+
+@pytest.mark.parametrize("with_dev", [False, True], ids=["no-dev", "dev-set"])
+@pytest.mark.parametrize("batch_size", [32, None], ids=["minibatch", "fullbatch"])
+def test_step_loop_makes_no_transfers_cpu(monkeypatch, batch_size, with_dev):
+    net = xpnet.MLP([12, 16, 8, 4], device="cpu", seed=0, batch_norm=True, dropout=0.2, l2=1e-3)
+    X, y = problem()
+    X_val, y_val = problem(n=40, seed=1) if with_dev else (None, None)
+    epochs = 3
+    trainer = xpnet.Trainer(net, optimizer="adam", lr=1e-2, epochs=epochs, batch_size=batch_size,
+                            schedule="cosine", seed=0)
+    events = instrument(monkeypatch, trainer)
+    history = trainer.fit(X, y, X_val, y_val)
+    assert len(history) == epochs
+    steps = 1 if batch_size is None else -(-len(X) // batch_size)  # 100 / 32 -> 4, last one 4
+    check_transfers(events, epochs, steps)
