@@ -89,7 +89,10 @@ class MLP:
         batch_norm=False,
         dropout=0.0,
     ):
-        sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
+        try:
+            sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
+        except TypeError:  # a bare int such as MLP(784): not iterable
+            sizes = None
         if sizes is None or len(sizes) < 2:
             raise ValueError(
                 f"layer_sizes must list at least an input and an output size, e.g. [784, 10]; "
@@ -251,8 +254,10 @@ class MLP:
                     f"got shape {tuple(shape)}. For one-hot targets use y.argmax(axis=1)."
                 )
             if yd.dtype.kind == "f":
-                if not bool(self.xp.all(yd == self.xp.floor(yd))):
-                    raise ValueError(f"{name} must hold integer class labels; got fractions.")
+                if not bool(self.xp.all(self.xp.isfinite(yd) & (yd == self.xp.floor(yd)))):
+                    raise ValueError(
+                        f"{name} must hold integer class labels; got fractions, NaN or infinity."
+                    )
             elif yd.dtype.kind not in "iu":
                 raise ValueError(f"{name} must hold integer class labels; got dtype {yd.dtype}.")
             lo, hi = (int(v) for v in (yd.min(), yd.max()))

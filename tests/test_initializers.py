@@ -1,0 +1,79 @@
+"""Weight initialisers: distribution statistics on large layers, and zero biases.
+
+Tolerances come from the sampling error of N draws from N(0, sigma^2):
+    SE(mean) = sigma / sqrt(N),  SE(std) ~= sigma / sqrt(2 N),  SE(excess kurtosis) ~= sqrt(24 / N)
+and every check allows 5 standard errors (a false failure has probability ~1e-6 per check, and
+the seeds are fixed anyway). With N = 2e6 the std is pinned to +-0.25 %, so a fan-in / fan-out
+swap (a 30 % change here) or the wrong formula cannot pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from xpnet import MLP
+from xpnet.initializers import INITIALIZERS
+
+SIZES = [1000, 2000, 500]  # layer 1: 1000 -> 2000 (2e6 weights); layer 2: 2000 -> 500 (1e6)
+K = 5.0  # standard errors allowed
+
+
+def expected_std(init, n_in, n_out):
+    return {
+        "he": math.sqrt(2.0 / n_in),
+        "xavier": math.sqrt(2.0 / (n_in + n_out)),
+        "normal": 0.01,
+    }[init]
+
+
+def assert_normal_stats(W, sigma):
+    N = W.size
+    W = np.asarray(W, dtype=np.float64)
+    mean, std = W.mean(), W.std()
+    assert abs(mean) < K * sigma / math.sqrt(N), f"mean {mean:.3e} for sigma {sigma:.4g}"
+    assert abs(std - sigma) < K * sigma / math.sqrt(2 * N), f"std {std:.6g}, want {sigma:.6g}"
+    excess_kurtosis = ((W - mean) ** 4).mean() / std**4 - 3.0  # 0 for a normal, -1.2 uniform
+    assert abs(excess_kurtosis) < K * math.sqrt(24.0 / N), f"excess kurtosis {excess_kurtosis}"
+
+
+@pytest.mark.parametrize("init", sorted(INITIALIZERS))
+def test_network_weight_statistics(init):
+    net = MLP(SIZES, init=init, dtype="float64", device="cpu", seed=11)
+    for (W, b), n_in, n_out in zip(net.params, SIZES[:-1], SIZES[1:]):
+        W, b = net.device.to_numpy(W), net.device.to_numpy(b)
+        assert W.shape == (n_out, n_in) and b.shape == (n_out,)
+        assert_normal_stats(W, expected_std(init, n_in, n_out))
+        np.testing.assert_array_equal(b, 0.0)
+
+
+@pytest.mark.parametrize("init", sorted(INITIALIZERS))
+def test_initializer_function_contract(init):
+    draw = INITIALIZERS[init]
+    W = draw(np.random.default_rng(3), 2000, 1000)
+    assert W.shape == (2000, 1000) and W.dtype == np.float64
+    assert_normal_stats(W, expected_std(init, 1000, 2000))
+    np.testing.assert_array_equal(W, draw(np.random.default_rng(3), 2000, 1000))
+
+
+def test_he_and_xavier_are_distinguishable():
+    """The 5-SE bands of the three expected stds do not overlap for these layer sizes, so the
+    statistics test above could tell a mix-up apart."""
+    n_in, n_out = SIZES[0], SIZES[1]
+    stds = sorted(expected_std(i, n_in, n_out) for i in INITIALIZERS)
+    band = K / math.sqrt(2 * n_in * n_out)
+    for lo, hi in zip(stds, stds[1:]):
+        assert hi * (1 - band) > lo * (1 + band)
+    # and a fan swap for He (sqrt(2 / n_out)) would be outside the band too
+    assert math.sqrt(2.0 / n_out) < expected_std("he", n_in, n_out) * (1 - band)
+
+
+def test_bn_parameters_start_at_identity():
+    net = MLP([6, 5, 4, 3], batch_norm=True, dtype="float64", device="cpu", seed=0)
+    for g, rm, rv in zip(net.bn_gamma, net.bn_running_mean, net.bn_running_var):
+        np.testing.assert_array_equal(net.device.to_numpy(g), 1.0)
+        np.testing.assert_array_equal(net.device.to_numpy(rm), 0.0)
+        np.testing.assert_array_equal(net.device.to_numpy(rv), 1.0)
+    assert [g.shape for g in net.bn_gamma] == [(5,), (4,)]
