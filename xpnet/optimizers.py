@@ -28,6 +28,12 @@ def _check_lr(lr):
     return float(lr)
 
 
+def _zeros_like(a):
+    out = a.copy()  # same array module, device and dtype as the parameter
+    out[...] = 0
+    return out
+
+
 class Optimizer:
     """Base class: ``step(grads)`` updates ``params`` (lists of same-shaped arrays) in place."""
 
@@ -38,9 +44,7 @@ class Optimizer:
         self.params = list(params)
         self.lr = _check_lr(lr)
         self.t = 0
-        self.state = {
-            name: [p * 0 for p in self.params] for name in self.state_names
-        }
+        self.state = {name: [_zeros_like(p) for p in self.params] for name in self.state_names}
         self._scratch = [p.copy() for p in self.params]
 
     def step(self, grads) -> None:
@@ -196,7 +200,7 @@ class Schedule:
 
     constant: lr
     step:     lr * gamma ** (epoch // step_size)
-    cosine:   lr * 0.5 * (1 + cos(pi * step / total_steps))   (reaches 0 at the last step)
+    cosine:   lr * 0.5 * (1 + cos(pi * step / total_steps))   (decays towards 0 over the run)
     """
 
     def __init__(self, kind, lr, total_steps=1, step_size=10, gamma=0.1):

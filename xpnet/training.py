@@ -137,7 +137,8 @@ class Trainer:
             0 turns early stopping off.
         restore_best: at the end, restore the parameters (and batch-norm statistics) of the best
             epoch. ``None`` (the default) means: when early stopping is on and there is a dev
-            set, as scikit-learn does with ``early_stopping=True``.
+            set, as scikit-learn does with ``early_stopping=True``. A run stopped by the callback
+            keeps its current parameters, so that it can be saved and resumed exactly.
         seed: seeds shuffling and dropout; ``None`` draws one (kept in :attr:`seed`).
         progress: show a tqdm bar (samples/s) when tqdm is installed.
         callback: ``callback(trainer, record)`` after each epoch; a true return value stops
@@ -297,8 +298,10 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        if has_val and self.restore_best and hist.best_epoch is not None \
-                and hist.best_epoch != hist.epoch[-1]:
+        # An interrupted run is paused, not finished: keep the current parameters so that a
+        # checkpoint saved now resumes exactly (the best ones are in the trainer state).
+        if has_val and self.restore_best and not hist.interrupted \
+                and hist.best_epoch is not None and hist.best_epoch != hist.epoch[-1]:
             self._restore_best()
 
     def _end_epoch(self, xp, dev, e, loss_sum, correct, n, X_val, y_val, has_val, t0, lr):

@@ -1,0 +1,602 @@
+"""The training loop: exact agreement with hand-written steps, shuffling, history, early
+stopping, divergence, interruption, exact resume, dtypes and argument checks."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from xpnet.network import MLP
+from xpnet.optimizers import Schedule
+from xpnet.training import History, Trainer, TrainingDiverged, fit
+
+
+# ---------------------------------------------------------------------------- helpers
+def make_blobs(n=120, d=5, k=3, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    X = centers[y] + spread * rng.standard_normal((n, d))
+    return X, y
+
+
+def make_net(d=5, k=3, hidden=(16,), dtype="float64", seed=0, **kw):
+    return MLP([d, *hidden, k], dtype=dtype, device="cpu", seed=seed, **kw)
+
+
+def state_arrays(net):
+    return net.parameters() + net.buffers()
+
+
+def host_copy(net):
+    return [net.device.to_numpy(a).copy() for a in state_arrays(net)]
+
+
+def twin(net, seed=None):
+    """A fresh net with the same configuration and a copy of ``net``'s parameters and buffers
+    (built from a different init seed, so only the copy makes them equal)."""
+    cfg = dict(net.config())
+    cfg["seed"] = (cfg["seed"] or 0) + 1000 if seed is None else seed
+    other = MLP(**cfg, device=net.device)
+    for dst, src in zip(state_arrays(other), state_arrays(net)):
+        dst[...] = src
+    return other
+
+
+def assert_nets_equal(a, b, rtol=0.0, atol=0.0):
+    for x, y in zip(host_copy(a), host_copy(b)):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def manual_gd_step(net, X, y, lr):
+    loss, _ = net.loss_and_grads(X, y)
+    for p, g in zip(net.parameters(), net.gradients()):
+        p -= lr * g
+    return loss
+
+
+def record_batches(net, X):
+    """Wrap ``net._loss_and_grads`` so every training step records the indices of the rows it
+    saw (rows of ``X`` are unique) and the loss it returned."""
+    lookup = {X[i].tobytes(): i for i in range(X.shape[0])}
+    assert len(lookup) == X.shape[0]
+    steps = []
+    inner = net._loss_and_grads
+
+    def wrapper(Xb, yb, *args, **kwargs):
+        loss = inner(Xb, yb, *args, **kwargs)
+        idx = np.array([lookup[row.tobytes()] for row in np.asarray(Xb)])
+        steps.append((idx, float(loss)))
+        return loss
+
+    net._loss_and_grads = wrapper
+    return steps
+
+
+# ---------------------------------------------------------------------------- full batch
+@pytest.mark.parametrize("kw", [{}, {"batch_norm": True, "l2": 0.1},
+                                {"activation": "tanh", "hidden": (8, 6)}],
+                         ids=["plain", "bn-l2", "deep-tanh"])
+def test_full_batch_gd_equals_manual_steps(kw):
+    X, y = make_blobs()
+    net = make_net(**kw)
+    ref = twin(net)
+    lr, epochs = 0.1, 7
+    hist = fit(net, X, y, epochs=epochs, lr=lr, batch_size=None, optimizer="gd", seed=1)
+    losses = [manual_gd_step(ref, X, y, lr) for _ in range(epochs)]
+    assert_nets_equal(net, ref, rtol=1e-12, atol=1e-14)
+    # full batch: the epoch's training loss is the loss of its single step
+    np.testing.assert_allclose(hist.loss, losses, rtol=1e-12)
+    assert hist.lr == [lr] * epochs
+    assert losses[-1] < losses[0]
+
+
+def test_batch_size_at_least_n_is_full_batch():
+    X, y = make_blobs(n=50)
+    a, b = make_net(), make_net()
+    fit(a, X, y, epochs=3, lr=0.1, batch_size=None, seed=0)
+    fit(b, X, y, epochs=3, lr=0.1, batch_size=500, optimizer="sgd", seed=0)
+    assert_nets_equal(a, b)
+
+
+# ---------------------------------------------------------------------------- mini-batches
+def test_minibatch_sgd_visits_a_fresh_permutation_each_epoch():
+    X, y = make_blobs(n=70)
+    bs, epochs, lr = 16, 4, 0.05
+    net = make_net()
+    ref = twin(net)
+    fixed = twin(net)
+    steps = record_batches(net, X)
+    hist = fit(net, X, y, epochs=epochs, lr=lr, batch_size=bs, optimizer="sgd", seed=3)
+
+    n_steps = math.ceil(len(X) / bs)
+    assert len(steps) == epochs * n_steps
+    orders = []
+    for e in range(epochs):
+        epoch_steps = steps[e * n_steps:(e + 1) * n_steps]
+        sizes = [len(idx) for idx, _ in epoch_steps]
+        assert sizes == [bs] * (n_steps - 1) + [len(X) - (n_steps - 1) * bs]
+        order = np.concatenate([idx for idx, _ in epoch_steps])
+        np.testing.assert_array_equal(np.sort(order), np.arange(len(X)))  # each sample once
+        orders.append(order)
+        # the epoch's loss is the sample-weighted mean of its step losses
+        expected = sum(loss * len(idx) for idx, loss in epoch_steps) / len(X)
+        assert hist.loss[e] == pytest.approx(expected, rel=1e-12)
+    for a in range(epochs):
+        for b in range(a + 1, epochs):
+            assert not np.array_equal(orders[a], orders[b]), (a, b)
+    assert not np.array_equal(orders[0], np.arange(len(X)))  # shuffled, not the data order
+
+    # every step is one SGD step on exactly the recorded rows
+    for idx, _ in steps:
+        manual_gd_step(ref, X[idx], y[idx], lr)
+    assert_nets_equal(net, ref, rtol=1e-12, atol=1e-14)
+
+    # replaying every epoch in epoch 0's order ends elsewhere: the reshuffle matters
+    for _ in range(epochs):
+        for idx, _ in steps[:n_steps]:
+            manual_gd_step(fixed, X[idx], y[idx], lr)
+    assert not np.allclose(host_copy(fixed)[0], host_copy(net)[0], rtol=1e-6, atol=0)
+
+
+def test_shuffle_depends_on_seed_only():
+    X, y = make_blobs(n=40)
+
+    def orders(seed):
+        net = make_net()
+        steps = record_batches(net, X)
+        fit(net, X, y, epochs=2, lr=0.05, batch_size=8, optimizer="sgd", seed=seed)
+        return np.concatenate([idx for idx, _ in steps])
+
+    np.testing.assert_array_equal(orders(5), orders(5))
+    assert not np.array_equal(orders(5), orders(6))
+
+
+# ---------------------------------------------------------------------------- history
+def test_history_records_and_aliases():
+    X, y = make_blobs(n=150)
+    net = make_net()
+    seen = []
+
+    def callback(trainer, record):
+        # the dev numbers are the dev set's inference loss/accuracy after the epoch
+        loss, acc = trainer.net.evaluate(X_val, y_val)
+        seen.append((dict(record), loss, acc))
+
+    X_val, y_val = make_blobs(n=40, seed=1)
+    hist = fit(net, X, y, epochs=5, lr=0.01, batch_size=32, optimizer="adam", seed=0,
+               X_val=X_val, y_val=y_val, callback=callback)
+    assert net.history_ is hist and net.trainer_.history is hist
+    assert len(hist) == 5 and hist.n_iter_ == 5
+    assert hist.epoch == [1, 2, 3, 4, 5]
+    for key in History.KEYS:
+        assert len(getattr(hist, key)) == 5, key
+    assert hist.loss_curve_ is hist.loss
+    assert hist.validation_scores_ is hist.val_accuracy
+    assert hist.best_loss_ == min(hist.loss)
+    assert all(s >= 0 for s in hist.seconds)
+    assert all(0 <= a <= 1 for a in hist.accuracy + hist.val_accuracy)
+    assert hist.lr == [0.01] * 5
+    assert seen[-1][0] == hist.last()
+    for e, (record, loss, acc) in enumerate(seen):
+        assert record["epoch"] == e + 1
+        assert record["val_loss"] == pytest.approx(loss, rel=1e-12)
+        assert record["val_accuracy"] == pytest.approx(acc, rel=1e-12)
+        assert hist.val_loss[e] == record["val_loss"]
+    assert hist.best_epoch == int(np.argmin(hist.val_loss)) + 1
+    assert not (hist.stopped_early or hist.interrupted or hist.diverged)
+
+    d = hist.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    back = History.from_dict(json.loads(text))
+    for key in History.KEYS:
+        assert getattr(back, key) == getattr(hist, key)
+    assert back.best_epoch == hist.best_epoch
+
+
+def test_history_nan_fields_for_regression_without_dev_set():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    Y = X @ rng.standard_normal((4, 2))
+    net = MLP([4, 8, 2], output="identity", dtype="float64", device="cpu", seed=0)
+    hist = fit(net, X, Y, epochs=3, lr=0.05, seed=0)
+    assert all(math.isnan(v) for v in hist.accuracy + hist.val_loss + hist.val_accuracy)
+    d = hist.to_dict()
+    assert d["accuracy"] == [None] * 3 and d["val_loss"] == [None] * 3
+    json.dumps(d, allow_nan=False)  # NaN became None
+    back = History.from_dict(d)
+    assert all(math.isnan(v) for v in back.val_loss)
+    # training loss is the regression objective: half squared error per sample
+    ref = MLP([4, 8, 2], output="identity", dtype="float64", device="cpu", seed=0)
+    first = 0.5 * np.sum((ref.forward(X) - Y) ** 2) / len(X)
+    assert hist.loss[0] == pytest.approx(first, rel=1e-12)
+
+
+def test_accuracy_is_measured_during_the_epoch():
+    X, y = make_blobs(n=90)
+    net = make_net()
+    ref = twin(net)
+    hist = fit(net, X, y, epochs=1, lr=0.1, seed=0)  # full batch: accuracy before the step
+    assert hist.accuracy[0] == pytest.approx(float(np.mean(ref.predict(X) == y)), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------- early stopping
+def overfit_problem():
+    """Random labels: the training set can be memorised, the dev set cannot be predicted, so
+    the dev loss rises once the net grows confident."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 6))
+    y = rng.integers(0, 3, size=40)
+    Xv = rng.standard_normal((60, 6))
+    yv = rng.integers(0, 3, size=60)
+    return X, y, Xv, yv
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_patience_stops_and_restores_best_epoch(batch_norm):
+    X, y, Xv, yv = overfit_problem()
+    net = MLP([6, 64, 3], dtype="float64", device="cpu", seed=0, batch_norm=batch_norm)
+    snapshots = {}
+
+    def callback(trainer, record):
+        snapshots[record["epoch"]] = host_copy(trainer.net)
+
+    epochs, patience = 200, 4
+    hist = fit(net, X, y, epochs=epochs, lr=0.01, optimizer="adam", batch_size=8, seed=0,
+               X_val=Xv, y_val=yv, patience=patience, callback=callback)
+    assert hist.stopped_early and not hist.interrupted
+    assert len(hist) < epochs
+    best = hist.best_epoch
+    assert best is not None and best < len(hist)
+    assert len(hist) == best + patience  # no improvement in the last `patience` epochs
+    assert hist.val_loss[best - 1] == min(hist.val_loss)
+    # the final net is the best epoch's net, buffers included ...
+    for got, want in zip(host_copy(net), snapshots[best]):
+        np.testing.assert_array_equal(got, want)
+    # ... so re-evaluating it gives the best dev loss, not the last one
+    loss, acc = net.evaluate(Xv, yv)
+    assert loss == pytest.approx(hist.val_loss[best - 1], rel=1e-12)
+    assert acc == pytest.approx(hist.val_accuracy[best - 1], rel=1e-12)
+    assert loss < hist.val_loss[-1]
+
+
+def test_patience_zero_never_stops_early():
+    X, y, Xv, yv = overfit_problem()
+    epochs = 40
+    runs = {}
+    for restore in (None, True):
+        net = MLP([6, 64, 3], dtype="float64", device="cpu", seed=0)
+        hist = fit(net, X, y, epochs=epochs, lr=0.01, optimizer="adam", batch_size=8, seed=0,
+                   X_val=Xv, y_val=yv, patience=0, restore_best=restore)
+        assert not hist.stopped_early and len(hist) == epochs
+        # the dev loss got worse for more epochs than the patience test allowed
+        assert hist.best_epoch < epochs - 4
+        runs[restore] = (net, hist)
+    # by default a fixed-epoch run keeps its final weights ...
+    net, hist = runs[None]
+    assert net.trainer_.restore_best is False
+    assert net.evaluate(Xv, yv)[0] == pytest.approx(hist.val_loss[-1], rel=1e-12)
+    # ... and restore_best=True returns the best epoch's parameters at the end
+    net, hist = runs[True]
+    assert net.evaluate(Xv, yv)[0] == pytest.approx(hist.val_loss[hist.best_epoch - 1],
+                                                    rel=1e-12)
+
+
+def test_restore_best_false_keeps_last_parameters():
+    X, y, Xv, yv = overfit_problem()
+    net = MLP([6, 64, 3], dtype="float64", device="cpu", seed=0)
+    hist = fit(net, X, y, epochs=200, lr=0.01, optimizer="adam", batch_size=8, seed=0,
+               X_val=Xv, y_val=yv, patience=3, restore_best=False)
+    assert hist.stopped_early and hist.best_epoch < len(hist)
+    assert net.evaluate(Xv, yv)[0] == pytest.approx(hist.val_loss[-1], rel=1e-12)
+
+
+@pytest.mark.parametrize("with_dev", [False, True])
+def test_min_delta_counts_small_improvements_as_none(with_dev):
+    X, y = make_blobs(n=60)
+    net = make_net()
+    kw = {"validation_fraction": 0.25} if with_dev else {}
+    patience = 3
+    hist = fit(net, X, y, epochs=50, lr=1e-6, optimizer="gd", seed=0, patience=patience,
+               min_delta=1.0, **kw)
+    # a loss falls by far less than min_delta per epoch at this tiny lr
+    assert hist.stopped_early
+    assert hist.best_epoch == 1 and len(hist) == 1 + patience
+
+
+# ---------------------------------------------------------------------------- divergence
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_divergence_raises_and_keeps_best_parameters(dtype):
+    rng = np.random.default_rng(0)
+    X = 10.0 * rng.standard_normal((50, 4))
+    Y = X @ rng.standard_normal((4, 2))
+    net = MLP([4, 8, 2], output="identity", dtype=dtype, device="cpu", seed=0)
+    initial = host_copy(net)
+    snapshots = {}
+
+    def callback(trainer, record):
+        snapshots[record["epoch"]] = host_copy(trainer.net)
+
+    with pytest.raises(TrainingDiverged) as info:
+        fit(net, X, Y, epochs=500, lr=1e6, optimizer="sgd", seed=0, callback=callback)
+    err = info.value
+    msg = str(err).lower()
+    assert "diverged" in msg and "lower the learning rate" in msg
+    hist = err.history
+    assert hist.diverged and net.history_ is hist
+    assert len(hist) < 500
+    assert not math.isfinite(hist.loss[-1])
+    assert all(math.isfinite(v) for v in hist.loss[:-1])
+    params = host_copy(net)
+    assert all(np.all(np.isfinite(p)) for p in params)
+    expected = initial if hist.best_epoch is None else snapshots[hist.best_epoch]
+    for got, want in zip(params, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_with_dev_set_monitors_dev_loss():
+    rng = np.random.default_rng(1)
+    X = 10.0 * rng.standard_normal((80, 4))
+    Y = X @ rng.standard_normal((4, 1))
+    net = MLP([4, 8, 1], output="identity", dtype="float32", device="cpu", seed=0)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(net, X, Y, epochs=500, lr=1e6, optimizer="momentum", seed=0, X_val=X[:20],
+            y_val=Y[:20])
+    assert info.value.history.diverged
+    assert all(np.all(np.isfinite(p)) for p in host_copy(net))
+
+
+# ---------------------------------------------------------------------------- callback
+def test_callback_true_interrupts_after_that_epoch():
+    X, y = make_blobs()
+    net = make_net()
+    calls = []
+
+    def callback(trainer, record):
+        calls.append(record["epoch"])
+        assert trainer.epoch == record["epoch"]  # epochs completed so far
+        return record["epoch"] == 3
+
+    hist = fit(net, X, y, epochs=10, lr=0.1, seed=0, callback=callback)
+    assert calls == [1, 2, 3]
+    assert hist.interrupted and not hist.stopped_early and len(hist) == 3
+    # the parameters are those of three full-batch steps
+    ref = make_net()
+    for _ in range(3):
+        manual_gd_step(ref, X, y, 0.1)
+    assert_nets_equal(net, ref, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------- resume
+RESUME_KW = dict(optimizer="adam", lr=3e-3, batch_size=16, schedule="cosine",
+                 validation_fraction=0.2)
+
+
+def resume_net(dtype, seed=0):
+    return MLP([5, 12, 10, 3], dtype=dtype, device="cpu", seed=seed, batch_norm=True,
+               dropout=0.3)
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-6)])
+@pytest.mark.parametrize("k", [1, 3])
+def test_resume_matches_straight_run(dtype, rtol, k):
+    X, y = make_blobs(n=101, spread=2.0)  # 81 train rows: a partial last batch
+    N = 6
+    straight = resume_net(dtype)
+    h_straight = fit(straight, X, y, epochs=N, seed=11, **RESUME_KW)
+
+    # a run stopped after k epochs, saved as a checkpoint would be (deep copies of everything)
+    saved = {}
+
+    def save_and_stop(trainer, record):
+        if record["epoch"] == k:
+            saved["trainer"] = copy.deepcopy(trainer.state_dict())
+            saved["net"] = host_copy(trainer.net)
+            return True
+        return False
+
+    first = resume_net(dtype)
+    fit(first, X, y, epochs=N, seed=11, callback=save_and_stop, **RESUME_KW)
+    state = saved["trainer"]
+    assert state["json"]["epoch"] == k
+    json.dumps(state["json"], allow_nan=False)  # the JSON part of a checkpoint
+
+    # a fresh net from the same config (other init seed), then the checkpoint copied in
+    resumed = resume_net(dtype, seed=99)
+    assert not np.allclose(host_copy(resumed)[0], saved["net"][0])
+    for dst, src in zip(state_arrays(resumed), saved["net"]):
+        dst[...] = src
+    h_resumed = fit(resumed, X, y, epochs=N, resume=state, **RESUME_KW)  # seed from the state
+
+    assert resumed.trainer_.seed == 11
+    for got, want in zip(host_copy(resumed), host_copy(straight)):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * 1e-3)
+    assert len(h_resumed) == N
+    for key in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        np.testing.assert_allclose(getattr(h_resumed, key), getattr(h_straight, key),
+                                   rtol=rtol)
+    assert h_resumed.best_epoch == h_straight.best_epoch
+
+
+def run_with_checkpoint(make, X, y, k, save_after_return=False, **kw):
+    """Train, stop after epoch ``k`` and keep a deep-copied checkpoint (taken in the callback,
+    or after ``fit`` returned, as the CLI saves it); resume into a fresh net and finish.
+    Returns the resumed net and its history."""
+    saved = {}
+
+    def save_and_stop(trainer, record):
+        if record["epoch"] == k:
+            saved["trainer"] = copy.deepcopy(trainer.state_dict())
+            saved["net"] = host_copy(trainer.net)
+            return True
+        return False
+
+    first = make(0)
+    hist = fit(first, X, y, callback=save_and_stop, **kw)
+    assert hist.interrupted and len(hist) == k
+    # an interrupted run keeps its current parameters (it is paused, not finished)
+    for got, want in zip(host_copy(first), saved["net"]):
+        np.testing.assert_array_equal(got, want)
+    if save_after_return:
+        saved["trainer"] = copy.deepcopy(first.trainer_.state_dict())
+        saved["net"] = host_copy(first)
+    resumed = make(99)
+    for dst, src in zip(state_arrays(resumed), saved["net"]):
+        dst[...] = src
+    kw = {key: v for key, v in kw.items() if key != "seed"}
+    return resumed, fit(resumed, X, y, resume=saved["trainer"], **kw)
+
+
+@pytest.mark.parametrize("save_after_return", [False, True], ids=["in-callback", "after-fit"])
+@pytest.mark.parametrize("k", [4, 13])
+def test_resume_keeps_early_stopping_state(k, save_after_return):
+    # k = 13 is one epoch after the best (12) with patience 2: the resumed run must stop after
+    # one more epoch and restore epoch 12's parameters from the checkpoint's snapshot
+    X, y, Xv, yv = overfit_problem()
+
+    def make(seed):
+        return MLP([6, 32, 3], dtype="float64", device="cpu", seed=seed, batch_norm=True,
+                   dropout=0.3)
+
+    kw = dict(epochs=20, seed=11, optimizer="adam", lr=3e-3, batch_size=16, schedule="cosine",
+              X_val=Xv, y_val=yv, patience=2)
+    straight = make(0)
+    h_straight = fit(straight, X, y, **kw)
+    assert h_straight.stopped_early and h_straight.best_epoch < len(h_straight)
+    assert k < len(h_straight)
+    resumed, h_resumed = run_with_checkpoint(make, X, y, k, save_after_return, **kw)
+    assert h_resumed.stopped_early and not h_resumed.interrupted
+    assert len(h_resumed) == len(h_straight)
+    assert h_resumed.best_epoch == h_straight.best_epoch
+    np.testing.assert_allclose(h_resumed.val_loss, h_straight.val_loss, rtol=1e-12)
+    for got, want in zip(host_copy(resumed), host_copy(straight)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_resume_without_state_is_different():
+    # the same k + (N - k) epochs without the trainer state do not reproduce the straight run,
+    # so the resume test above checks something
+    X, y = make_blobs(n=101, spread=2.0)
+    straight = resume_net("float64")
+    fit(straight, X, y, epochs=4, seed=11, **RESUME_KW)
+    other = resume_net("float64")
+    fit(other, X, y, epochs=4, seed=11, callback=lambda t, r: r["epoch"] == 2, **RESUME_KW)
+    fit(other, X, y, epochs=2, seed=11, **RESUME_KW)
+    assert not np.allclose(host_copy(other)[0], host_copy(straight)[0], rtol=1e-6)
+
+
+def test_resume_rejects_a_different_setup():
+    X, y = make_blobs(n=60)
+    net = make_net()
+    fit(net, X, y, epochs=2, lr=0.01, optimizer="adam", batch_size=16, seed=0)
+    state = copy.deepcopy(net.trainer_.state_dict())
+    with pytest.raises(ValueError, match="batch size"):
+        fit(make_net(), X, y, epochs=4, lr=0.01, optimizer="adam", batch_size=8, resume=state)
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(make_net(), X, y, epochs=4, lr=0.01, optimizer="sgd", batch_size=16, resume=state)
+
+
+# ---------------------------------------------------------------------------- schedules in fit
+@pytest.mark.parametrize("batch_size", [None, 25])
+def test_schedule_learning_rates_in_history(batch_size):
+    X, y = make_blobs(n=100)
+    epochs, base = 7, 0.02
+    steps = 1 if batch_size is None else math.ceil(100 / batch_size)
+
+    h = fit(make_net(), X, y, epochs=epochs, lr=base, batch_size=batch_size, seed=0,
+            schedule="step", step_size=2, gamma=0.5)
+    np.testing.assert_allclose(h.lr, [base * 0.5 ** (e // 2) for e in range(epochs)],
+                               rtol=1e-15)
+
+    h = fit(make_net(), X, y, epochs=epochs, lr=base, batch_size=batch_size, seed=0,
+            schedule="cosine")
+    total = epochs * steps
+    # the recorded lr is the one of the epoch's last step
+    want = [base * 0.5 * (1 + math.cos(math.pi * ((e + 1) * steps - 1) / total))
+            for e in range(epochs)]
+    np.testing.assert_allclose(h.lr, want, rtol=1e-12)
+
+    h = fit(make_net(), X, y, epochs=epochs, lr=base, batch_size=batch_size, seed=0,
+            schedule="step")  # default step_size: a third of the epochs
+    s = Schedule("step", base, step_size=max(1, epochs // 3), gamma=0.1)
+    np.testing.assert_allclose(h.lr, [s(0, e) for e in range(epochs)], rtol=1e-15)
+
+
+def test_step_schedule_applies_to_every_step():
+    # full-batch GD with a step schedule equals manual steps with the scheduled lr
+    X, y = make_blobs()
+    net = make_net()
+    ref = twin(net)
+    fit(net, X, y, epochs=5, lr=0.2, seed=0, schedule="step", step_size=2, gamma=0.3)
+    for e in range(5):
+        manual_gd_step(ref, X, y, 0.2 * 0.3 ** (e // 2))
+    assert_nets_equal(net, ref, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------- device and dtype
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "nesterov", "adam"])
+def test_float32_stays_float32(optimizer):
+    X, y = make_blobs(n=80)  # float64 inputs
+    net = make_net(dtype="float32", batch_norm=True, dropout=0.2)
+    ids = [id(a) for a in state_arrays(net)]
+    fit(net, X, y, epochs=3, lr=0.01, optimizer=optimizer, batch_size=16, seed=0,
+        validation_fraction=0.2, patience=1)
+    assert [id(a) for a in state_arrays(net)] == ids  # trained in place
+    array_type = type(net.params[0][0])
+    for a in state_arrays(net) + net.gradients():
+        assert a.dtype == np.float32 and isinstance(a, array_type)
+    opt = net.trainer_.optimizer
+    for lst in opt.state.values():
+        for a, p in zip(lst, net.parameters()):
+            assert isinstance(a, array_type) and a.dtype == np.float32 and a.shape == p.shape
+    assert net.forward(X).dtype == np.float32
+    for name, a in net.trainer_.state_dict()["arrays"].items():
+        assert a.dtype == np.float32, name
+
+
+# ---------------------------------------------------------------------------- bad arguments
+@pytest.mark.parametrize("kwargs,match", [
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": -1}, "epochs"),
+    ({"epochs": 2.5}, "epochs"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": -4}, "batch_size"),
+    ({"patience": -1}, "patience"),
+    ({"min_delta": -0.1}, "min_delta"),
+    ({"schedule": "exponential"}, "schedule"),
+    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"lr": 0.0}, "learning rate"),
+    ({"validation_fraction": 1.5}, "validation_fraction"),
+    ({"validation_fraction": -0.2}, "validation_fraction"),
+    ({"validation_fraction": 1.0}, "validation_fraction"),
+])
+def test_bad_trainer_arguments(kwargs, match):
+    X, y = make_blobs(n=30)
+    net = make_net()
+    before = host_copy(net)
+    with pytest.raises(ValueError, match=match):
+        fit(net, X, y, **{"epochs": 2, "lr": 0.1, **kwargs})
+    for got, want in zip(host_copy(net), before):  # nothing was trained
+        np.testing.assert_array_equal(got, want)
+
+
+def test_trainer_class_validates_too():
+    with pytest.raises(ValueError, match="patience"):
+        Trainer(make_net(), patience=True)
+    with pytest.raises(ValueError, match="gamma"):
+        Trainer(make_net(), schedule="step", gamma=2.0)
+
+
+def test_bad_data_is_rejected_before_training():
+    X, y = make_blobs(n=30)
+    net = make_net()
+    with pytest.raises(ValueError, match="features"):
+        fit(net, X[:, :3], y, epochs=1)
+    with pytest.raises(ValueError, match="labels"):
+        fit(net, X, y + 5, epochs=1)
