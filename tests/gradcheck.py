@@ -63,6 +63,13 @@ RECORDS = {
 
 
 # ---------------------------------------------------------------------------- arrays
+def host_copy(a) -> np.ndarray:
+    """A host NumPy copy of a NumPy or CuPy array (or a Python scalar)."""
+    if hasattr(a, "get") and not isinstance(a, np.ndarray):
+        a = a.get()
+    return np.array(a, copy=True)
+
+
 def to_host(net, arrays):
     """Host float64 copies of device arrays (copies, so later steps cannot overwrite them)."""
     return [np.array(net.device.to_numpy(a), dtype=np.float64, copy=True) for a in arrays]

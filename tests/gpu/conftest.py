@@ -32,6 +32,7 @@ import os
 
 import numpy as np
 import pytest
+from gradcheck import host_copy as to_host
 
 GPU_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -71,12 +72,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ------------------------------------------------------------------------------ parity records
-def to_host(a) -> np.ndarray:
-    """A host NumPy copy of a NumPy or CuPy array (or a Python scalar)."""
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
-        a = a.get()
-    return np.array(a, copy=True)
-
 
 class _Check:
     """The worst error seen for one named check over the session."""

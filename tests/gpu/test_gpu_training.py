@@ -10,15 +10,10 @@ import traceback
 
 import numpy as np
 import pytest
+from gradcheck import host_copy as to_host
 
 import xpnet
 from xpnet.backend import Device, is_device_array
-
-
-def to_host(a):
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
-        a = a.get()
-    return np.array(a, copy=True)
 
 
 def problem(n, n_in, k, seed):

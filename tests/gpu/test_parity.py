@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import host_copy as to_host
+from gradcheck import numerical_grads
 
 from xpnet.optimizers import make_optimizer
 
 SIZES = [20, 32, 16, 8, 5]
 M = 64
 DTYPES = ["float64", "float32"]
-
-
-def to_host(a):
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
-        a = a.get()
-    return np.array(a, copy=True)
 
 
 def make_data(m, sizes, output, seed):
@@ -251,24 +247,6 @@ def test_checkpoint_round_trip_gpu_cpu_gpu(dtype, tmp_path, parity, make_pair):
 
 
 # --------------------------------------------------------- finite differences on the GPU
-def central_difference_grads(net, X, y, masks, h=1e-6):
-    """d loss / d p for every trainable array of ``net`` by central differences, computed with
-    the net's own arrays on its device (each element nudged in place and restored)."""
-    out = []
-    for p in net.parameters():
-        g = np.zeros(p.shape)
-        for idx in np.ndindex(*p.shape):
-            old = float(p[idx])
-            p[idx] = old + h
-            plus, _ = net.loss_and_grads(X, y, dropout_masks=masks)
-            p[idx] = old - h
-            minus, _ = net.loss_and_grads(X, y, dropout_masks=masks)
-            p[idx] = old
-            g[idx] = (plus - minus) / (2 * h)
-        out.append(g)
-    return out
-
-
 GRADCHECK_CASES = [  # non-zero random biases (make_pair), so ReLU kinks are not hit
     ("relu-softmax-l2", dict(activation="relu", output="softmax", l2=0.1)),
     ("tanh-sigmoidout-bn-dropout", dict(activation="tanh", output="sigmoid", batch_norm=True,
@@ -287,7 +265,7 @@ def test_gradient_check_on_gpu_float64(case, kwargs, parity, make_pair):
         if kwargs.get("dropout") else None
     gpu.loss_and_grads(X, y, dropout_masks=masks)
     analytic = [to_host(g) for g in gpu.gradients()]
-    numeric = central_difference_grads(gpu, X, y, masks)
+    numeric = numerical_grads(gpu, X, y, masks)
     for i, (a, n) in enumerate(zip(analytic, numeric)):
         rel = np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-300)
         parity.bound("gpu float64 gradcheck ||a-n||/(||a||+||n||)", rel, 1e-6,
