@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import unicodedata
 
 from .backend import DeviceUnavailableError, is_out_of_memory
 
@@ -60,5 +61,13 @@ def run(main_fn, argv, prog) -> int:
 def _fail(prog, message, code, debug) -> int:
     if debug:
         traceback.print_exc()
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {_one_line(message)}", file=sys.stderr)
     return code
+
+
+def _one_line(message: str) -> str:
+    """Escape control characters and line separators (argparse echoes raw argv tokens, paths
+    may hold newlines) so the error stays a single line."""
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+                   for ch in str(message))
