@@ -8,6 +8,7 @@ SIGINT/SIGTERM. User errors print one line and no traceback; ``--debug`` shows t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 import unicodedata
@@ -28,8 +29,25 @@ class Failure(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is a single line (no usage dump) and exit code 2."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # "--deb" must not quietly mean --debug
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise UsageError(message)
+
+
+def check_writable(flag, path) -> None:
+    """Fail before any work when ``path``'s folder cannot take a new file."""
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(parent):
+        raise Failure(f"{flag} {path}: the folder {parent} does not exist")
+    if os.path.isdir(path):
+        raise Failure(f"{flag} {path} is a folder; give a file name")
+    if not os.access(parent, os.W_OK):
+        raise Failure(f"{flag} {path}: the folder {parent} is not writable")
 
 
 def run(main_fn, argv, prog) -> int:
@@ -48,8 +66,8 @@ def run(main_fn, argv, prog) -> int:
         return 130
     except Exception as exc:
         if is_out_of_memory(exc):
-            msg = ("out of memory (" + type(exc).__name__ + "); use a smaller --batch-size, "
-                   "a smaller network, or --device cpu")
+            msg = ("out of memory (" + type(exc).__name__ + "); use a smaller --batch-size "
+                   "or a smaller network")
             return _fail(prog, msg, EXIT_FAILURE, debug)
         if isinstance(exc, (ValueError, OSError)):
             return _fail(prog, str(exc), EXIT_FAILURE, debug)

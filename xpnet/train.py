@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .cli import EXIT_OK, Failure, Parser, UsageError, run
+from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run
 from .network import MLP
 from .optimizers import OPTIMIZERS, SCHEDULES
 from .preprocessing import Scaler, stratified_split
@@ -257,6 +257,8 @@ def _main(argv) -> int:
         raise UsageError(f"--layers must start with {MNIST_PIXELS} (pixels) and end with "
                          f"{MNIST_CLASSES} (digits) for MNIST; got "
                          f"{','.join(map(str, args.layers))}")
+    for flag in ("save", "metrics_json", "plot"):
+        check_writable("--" + flag.replace("_", "-"), getattr(args, flag))
     try:
         device = backend.get_device(args.device)
     except ValueError as exc:

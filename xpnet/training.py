@@ -334,11 +334,14 @@ class Trainer:
         if not (math.isfinite(record["loss"]) and math.isfinite(score)):
             self._restore_best()
             hist.diverged = True
+            bad = "training loss" if not math.isfinite(record["loss"]) else "dev loss"
+            value = record["loss"] if bad == "training loss" else score
+            kept = (f"the parameters of epoch {hist.best_epoch} were kept"
+                    if hist.best_epoch is not None else "the starting parameters were kept")
             raise TrainingDiverged(
-                f"training diverged at epoch {record['epoch']}: the loss became "
-                f"{record['loss']}; lower the learning rate (now {record['lr']:g}) or "
-                f"standardise the inputs. The best parameters so far were kept "
-                f"(epoch {hist.best_epoch}).", hist)
+                f"training diverged at epoch {record['epoch']}: the {bad} became {value}; "
+                f"lower the learning rate (now {record['lr']:g}) or standardise the inputs; "
+                f"{kept}.", hist)
         if score < self.best_score - self.min_delta:
             self.best_score, self.wait = score, 0
             hist.best_epoch = record["epoch"]
