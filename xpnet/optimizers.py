@@ -18,6 +18,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+
+
+def _array_module(array):
+    """The module of ``array``'s type (numpy or cupy), for ufuncs with ``out=``; optimizers are
+    handed arrays, not a Device, and only the backend may import cupy."""
+    return sys.modules[type(array).__module__.partition(".")[0]]
 
 
 def _check_lr(lr):
@@ -147,23 +154,21 @@ class Adam(Optimizer):
             self._update(i, p, g, self._scratch[i])
 
     def _update(self, i, p, g, tmp):
+        # 13 in-place passes (ufuncs writing into ``tmp`` instead of copy-then-modify).
+        xp = _array_module(p)
         m, v = self.state["m"][i], self.state["v"][i]
         m *= self.beta1
-        tmp[...] = g
-        tmp *= 1 - self.beta1
+        xp.multiply(g, 1 - self.beta1, out=tmp)
         m += tmp
         v *= self.beta2
-        tmp[...] = g
-        tmp *= g
+        xp.multiply(g, g, out=tmp)
         tmp *= 1 - self.beta2
         v += tmp
-        # tmp = 1 / (sqrt(v) / sqrt(1 - b2^t) + eps); then p += step_size * m * tmp
-        tmp[...] = v
-        tmp **= 0.5
+        # tmp = sqrt(v) / sqrt(1 - b2^t) + eps; then p += step_size * m / tmp
+        xp.sqrt(v, out=tmp)
         tmp *= self._denom_scale
         tmp += self.eps
-        tmp **= -1
-        tmp *= m
+        xp.divide(m, tmp, out=tmp)
         tmp *= self._step_size
         p += tmp
 
