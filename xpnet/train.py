@@ -40,7 +40,7 @@ DEFAULTS = {
     "init": "he",
     "optimizer": "adam",
     "batch_size": "128",
-    "epochs": 8,
+    "epochs": 7,
     "schedule": "cosine",
     "dev_fraction": 0.1,
     "patience": 0,
