@@ -50,24 +50,20 @@ DEFAULT_LR = {"adam": 2e-3, "gd": 0.1, "sgd": 0.1, "momentum": 0.05, "nesterov":
 
 
 # ---------------------------------------------------------------------- argument types
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+def _int(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _nonneg_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+_positive_int, _nonneg_int = _int(1), _int(0)
 
 
 def _float(lo=None, hi=None, lo_open=False, hi_open=False):
