@@ -7,7 +7,8 @@ Imported as a top-level module (``from gradcheck import ...``); ``tests/conftest
 ``float64`` NumPy arrays so they can be compared with anything.
 
 The module also keeps a record of the worst errors seen (:data:`RECORDS`); ``conftest.py``
-prints it in pytest's terminal summary.
+prints it in pytest's terminal summary. :data:`ACTIVATIONS`, :data:`OUTPUTS` and
+:data:`VARIANTS` are the network configurations the gradient checks cover.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "ACTIVATIONS",
+    "OUTPUTS",
     "RECORDS",
+    "VARIANTS",
     "analytic_grads",
     "hidden_preactivations",
     "make_masks",
@@ -28,6 +32,18 @@ __all__ = [
     "rel_error",
     "to_host",
 ]
+
+
+# ---------------------------------------------------------------------------- configurations
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+OUTPUTS = ("softmax", "sigmoid", "identity")
+VARIANTS = {  # name: MLP keyword arguments
+    "plain": {},
+    "l2": {"l2": 0.3},
+    "bn": {"batch_norm": True},
+    "dropout": {"dropout": 0.3},
+    "bn+dropout+l2": {"batch_norm": True, "dropout": 0.3, "l2": 0.3},
+}
 
 
 # ---------------------------------------------------------------------------- error records

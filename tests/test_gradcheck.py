@@ -15,7 +15,10 @@ import zlib
 import numpy as np
 import pytest
 from gradcheck import (
+    ACTIVATIONS,
+    OUTPUTS,
     RECORDS,
+    VARIANTS,
     analytic_grads,
     hidden_preactivations,
     make_masks,
@@ -29,16 +32,7 @@ from gradcheck import (
 
 from xpnet import MLP
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
-OUTPUTS = ("softmax", "sigmoid", "identity")
 SIZES = {1: [4, 3], 2: [4, 5, 3], 3: [4, 5, 4, 3], 4: [4, 5, 4, 3, 3]}
-VARIANTS = {
-    "plain": {},
-    "l2": {"l2": 0.3},
-    "bn": {"batch_norm": True},
-    "dropout": {"dropout": 0.3},
-    "bn+dropout+l2": {"batch_norm": True, "dropout": 0.3, "l2": 0.3},
-}
 M = 7
 TOL = 1e-6
 EPS = 1e-6

@@ -6,34 +6,18 @@ Skips, saying why, when ``XPNET_DATA_DIR`` is unset or lacks the MNIST files.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import SUBSET, one_error_line, run_module, run_train, scaler_of
 
 import xpnet
 from xpnet.checkpoint import load_checkpoint
-from xpnet.preprocessing import Scaler
 
-GZ_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 SHADES = " .:-=+*#%@"
 PROB_LINE = re.compile(r"^  (\d): +(\d+\.\d{4}) ?(#*)$")
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    env = os.environ.get("XPNET_DATA_DIR")
-    if not env:
-        pytest.skip("XPNET_DATA_DIR is not set; point it at the original MNIST .gz files")
-    missing = [n for n in GZ_NAMES if not (Path(env) / n).is_file()]
-    if missing:
-        pytest.skip(f"XPNET_DATA_DIR={env} lacks {', '.join(missing)}")
-    return Path(env)
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +29,11 @@ def mnist(data_dir):
 def ckpt(data_dir, tmp_path_factory) -> Path:
     """A small model trained for real (4 epochs on 5400 images, about 90% test accuracy)."""
     path = tmp_path_factory.mktemp("predict") / "digits.npz"
-    env = _env({"XPNET_MNIST_SUBSET": "6000"})
-    result = subprocess.run(
-        [sys.executable, "-m", "xpnet.train", "--layers", "784,64,10", "--epochs", "4",
-         "--batch-size", "128", "--device", "cpu", "--data-dir", str(data_dir), "--quiet",
-         "--save", str(path)], env=env, capture_output=True, text=True, timeout=300)
+    result = run_train(["--layers", "784,64,10", "--epochs", "4", "--batch-size", "128",
+                        "--device", "cpu", "--data-dir", data_dir, "--quiet", "--save", path],
+                       subset=SUBSET)
     assert result.returncode == 0, result.stderr
     return path
-
-
-def _env(extra=None):
-    env = {**os.environ, "XPNET_OFFLINE": "1"}
-    env.pop("XPNET_MNIST_SUBSET", None)
-    # One BLAS thread: two busy-waiting OpenBLAS threads on a shared 2-core machine were
-    # measured 35x slower on small batches (same results).
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    env.update(extra or {})
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +44,7 @@ def by_index0(ckpt, data_dir, tmp_path_factory):
 
 def predict(args, cwd, data_dir=None):
     extra = ["--data-dir", str(data_dir)] if data_dir is not None else []
-    return subprocess.run([sys.executable, "-m", "xpnet.predict", *map(str, args), *extra],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
+    return run_module("xpnet.predict", [*args, *extra], cwd=cwd, timeout=120)
 
 
 def parse(stdout):
@@ -97,17 +68,12 @@ def parse(stdout):
 def expected_proba(ckpt_path, image):
     """The model's probabilities for a 28x28 uint8 image, computed in-process."""
     net, state = load_checkpoint(ckpt_path, device="cpu")
-    scaler = Scaler.from_state({"json": state["json"]["scaler"], "arrays": {
-        k[len("scaler/"):]: v for k, v in state["arrays"].items() if k.startswith("scaler/")}})
-    return np.asarray(net.predict_proba(scaler.transform(image.reshape(1, 784), net.dtype)))[0]
+    X = scaler_of(state).transform(image.reshape(1, 784), net.dtype)
+    return np.asarray(net.predict_proba(X))[0]
 
 
-def one_error_line(result) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one stderr line, got:\n{result.stderr}"
-    assert lines[0].startswith("xpnet.predict: error: "), lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
+def predict_error_line(result) -> str:
+    return one_error_line(result, prog="xpnet.predict")
 
 
 def write_png(path, image):
@@ -173,7 +139,7 @@ def test_png_of_the_wrong_size_exits_1(ckpt, tmp_path):
     write_png(png, np.zeros((30, 27), dtype=np.uint8))
     result = predict([ckpt, "--image", png], tmp_path)
     assert result.returncode == 1
-    line = one_error_line(result)
+    line = predict_error_line(result)
     assert "27x30" in line and "28x28" in line
 
 
@@ -184,21 +150,21 @@ def test_a_file_that_is_not_a_png_exits_1(content, ckpt, tmp_path):
     fake.write_bytes(content)
     result = predict([ckpt, "--image", fake], tmp_path)
     assert result.returncode == 1
-    assert "not a readable PNG" in one_error_line(result)
+    assert "not a readable PNG" in predict_error_line(result)
 
 
 @pytest.mark.slow
 def test_missing_image_exits_1(ckpt, tmp_path):
     result = predict([ckpt, "--image", tmp_path / "absent.png"], tmp_path)
     assert result.returncode == 1
-    assert "does not exist" in one_error_line(result)
+    assert "does not exist" in predict_error_line(result)
 
 
 # ------------------------------------------------------------------------------ bad checkpoints
 def test_missing_checkpoint_exits_1(tmp_path):
     result = predict([tmp_path / "absent.npz", "--test-index", 0], tmp_path)
     assert result.returncode == 1
-    line = one_error_line(result)
+    line = predict_error_line(result)
     assert "absent.npz" in line and "does not exist" in line
 
 
@@ -207,7 +173,7 @@ def test_a_non_checkpoint_file_exits_1(tmp_path):
     junk.write_bytes(b"not a zip at all")
     result = predict([junk, "--test-index", 0], tmp_path)
     assert result.returncode == 1
-    assert "not an xpnet checkpoint" in one_error_line(result)
+    assert "not an xpnet checkpoint" in predict_error_line(result)
 
 
 def test_a_checkpoint_of_another_shape_exits_1(tmp_path):
@@ -215,7 +181,7 @@ def test_a_checkpoint_of_another_shape_exits_1(tmp_path):
     xpnet.save(xpnet.MLP([4, 3], device="cpu", seed=0), other)
     result = predict([other, "--test-index", 0], tmp_path)
     assert result.returncode == 1
-    assert "not an MNIST classifier" in one_error_line(result)
+    assert "not an MNIST classifier" in predict_error_line(result)
 
 
 # ------------------------------------------------------------------------------ usage errors
@@ -224,7 +190,7 @@ def test_a_checkpoint_of_another_shape_exits_1(tmp_path):
 def test_test_index_out_of_range_exits_2(index, ckpt, tmp_path):
     result = predict([ckpt, "--test-index", index], tmp_path)
     assert result.returncode == 2
-    assert "0..9999" in one_error_line(result)
+    assert "0..9999" in predict_error_line(result)
 
 
 @pytest.mark.parametrize("args", [[], ["x.npz"], ["x.npz", "--test-index", "3", "--image", "a"],
@@ -233,4 +199,4 @@ def test_test_index_out_of_range_exits_2(index, ckpt, tmp_path):
 def test_usage_errors_exit_2(args, tmp_path):
     result = predict(args, tmp_path)
     assert result.returncode == 2, result.stderr
-    one_error_line(result)
+    predict_error_line(result)

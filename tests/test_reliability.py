@@ -32,14 +32,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import (
+    SUBSET,
+    assert_same_model,
+    cli_env,
+    epoch_numbers,
+    model_arrays,
+    one_error_line,
+    run_train,
+)
 
-import xpnet
 from xpnet import MLP, Scaler, Trainer, fit, get_device, stratified_split
 from xpnet.checkpoint import load_checkpoint
 
-GZ_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-SUBSET = 6000
 EPOCHS = 8
 # The default cosine schedule over EPOCHS: an interrupted run resumed to the same --epochs must
 # follow exactly the straight run's learning-rate trajectory.
@@ -48,39 +53,10 @@ RUN = ["--layers", "784,32,10", "--batch-size", "512", "--device", "cpu", "--see
 
 
 # ------------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    env = os.environ.get("XPNET_DATA_DIR")
-    if not env:
-        pytest.skip("XPNET_DATA_DIR is not set; point it at the original MNIST .gz files")
-    missing = [n for n in GZ_NAMES if not (Path(env) / n).is_file()]
-    if missing:
-        pytest.skip(f"XPNET_DATA_DIR={env} lacks {', '.join(missing)}")
-    return Path(env)
-
-
-def _env(subset, extra=None):
-    env = {**os.environ, "XPNET_OFFLINE": "1"}
-    # One BLAS thread: with two busy-waiting OpenBLAS threads on a 2-core machine that is also
-    # running other work, small-batch epochs were measured 35x slower (same results).
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    env.pop("XPNET_MNIST_SUBSET", None)
-    if subset:
-        env["XPNET_MNIST_SUBSET"] = str(subset)
-    env.update(extra or {})
-    return env
-
-
-def train(args, cwd, subset=SUBSET, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "xpnet.train", *map(str, args)], cwd=cwd,
-                          env=_env(subset, env), capture_output=True, text=True, timeout=300,
-                          **kwargs)
-
-
 def start(args, cwd, subset=SUBSET):
     """A training subprocess with piped output, killed by a watchdog if it hangs."""
     proc = subprocess.Popen([sys.executable, "-m", "xpnet.train", *map(str, args)], cwd=cwd,
-                            env=_env(subset), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=cli_env(subset), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     watchdog = threading.Timer(240, proc.kill)
     watchdog.daemon = True
@@ -107,30 +83,6 @@ def finish(proc, already=()):
     return proc.returncode, "".join(already) + out, err
 
 
-def one_error_line(result) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one stderr line, got:\n{result.stderr}"
-    assert lines[0].startswith("xpnet.train: error: "), lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
-
-
-def epoch_numbers(stdout) -> list[int]:
-    return [int(m.group(1)) for m in re.finditer(r"^epoch\s+(\d+)/\d+\s", stdout, re.M)]
-
-
-def model_arrays(path) -> list[np.ndarray]:
-    net = xpnet.load(path, device="cpu")
-    return [np.array(a) for a in net.parameters() + net.buffers()]
-
-
-def assert_same_model(a, b) -> None:
-    pa, pb = model_arrays(a), model_arrays(b)
-    assert len(pa) == len(pb)
-    for x, y in zip(pa, pb):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-
-
 def listing(directory) -> list[str]:
     return sorted(p.name for p in Path(directory).iterdir())
 
@@ -139,7 +91,7 @@ def listing(directory) -> list[str]:
 def reference(data_dir, tmp_path_factory) -> Path:
     """The uninterrupted EPOCHS-epoch run, saved."""
     d = tmp_path_factory.mktemp("reference")
-    result = train([*RUN, "--data-dir", data_dir, "--save", "ref.npz"], cwd=d)
+    result = run_train([*RUN, "--data-dir", data_dir, "--save", "ref.npz"], cwd=d)
     assert result.returncode == 0, result.stderr
     assert epoch_numbers(result.stdout) == list(range(1, EPOCHS + 1))
     return d / "ref.npz"
@@ -169,8 +121,8 @@ def test_signal_stops_after_the_epoch_saves_and_resumes_exactly(sig, code, refer
     assert state["json"]["trainer"]["epoch"] == k
     assert state["json"]["trainer"]["history"]["interrupted"] is True
 
-    resumed = train([*RUN, "--data-dir", data_dir, "--resume", "ck.npz", "--save", "final.npz"],
-                    cwd=tmp_path)
+    resumed = run_train([*RUN, "--data-dir", data_dir, "--resume", "ck.npz", "--save", "final.npz"],
+                        cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from ck.npz after epoch {k}" in resumed.stdout
     assert epoch_numbers(resumed.stdout) == list(range(k + 1, EPOCHS + 1))
@@ -219,7 +171,7 @@ def test_second_sigint_aborts_without_writing(reference, data_dir, tmp_path):
 def test_divergence_keeps_the_previous_checkpoint(data_dir, tmp_path):
     gd = ["--layers", "784,32,10", "--device", "cpu", "--optimizer", "gd", "--batch-size",
           "full", "--schedule", "constant", "--data-dir", data_dir, "--save", "ck.npz"]
-    good = train([*gd, "--epochs", 2], cwd=tmp_path)
+    good = run_train([*gd, "--epochs", 2], cwd=tmp_path)
     assert good.returncode == 0, good.stderr
     ck = tmp_path / "ck.npz"
     before = ck.read_bytes()
@@ -227,7 +179,7 @@ def test_divergence_keeps_the_previous_checkpoint(data_dir, tmp_path):
     # lr 1e30: the first update puts weights near 1e30, so the next float32 forward pass
     # overflows to inf/NaN whatever the data. (A merely huge lr such as 1e6 can leave the loss
     # huge but finite once the ReLUs die, which is not a divergence.)
-    bad = train([*gd, "--epochs", 20, "--resume", "ck.npz", "--lr", "1e30"], cwd=tmp_path)
+    bad = run_train([*gd, "--epochs", 20, "--resume", "ck.npz", "--lr", "1e30"], cwd=tmp_path)
     assert bad.returncode == 1, bad.stderr
     line = one_error_line(bad)
     assert "diverged" in line and "lower the learning rate (now 1e+30)" in line
@@ -252,8 +204,8 @@ def test_unwritable_output_paths_exit_1_naming_the_path(where, data_dir, tmp_pat
         flag, path = "--save", Path("/dev/full/model.npz")  # never /dev/full itself
     else:
         flag, path = "--metrics-json", tmp_path / "afile" / "m.json"
-    result = train(["--layers", "784,32,10", "--batch-size", "512", "--device", "cpu",
-                    "--epochs", 1, "--data-dir", data_dir, flag, path], cwd=tmp_path)
+    result = run_train(["--layers", "784,32,10", "--batch-size", "512", "--device", "cpu",
+                        "--epochs", 1, "--data-dir", data_dir, flag, path], cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert str(path) in line
@@ -272,8 +224,8 @@ def test_save_that_fails_mid_write_keeps_the_old_checkpoint(reference, data_dir,
     shutil.copyfile(reference, target)
     before = target.read_bytes()
     assert len(before) > 50_000  # a new checkpoint of this size cannot be written under the limit
-    result = train([*RUN, "--epochs", 1, "--data-dir", data_dir, "--save", target],
-                   cwd=tmp_path, preexec_fn=_limit_file_size)
+    result = run_train([*RUN, "--epochs", 1, "--data-dir", data_dir, "--save", target],
+                       cwd=tmp_path, preexec_fn=_limit_file_size)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert f"could not save checkpoint {target}" in line and "left unchanged" in line
@@ -292,9 +244,9 @@ def _limit_address_space():
 @pytest.mark.slow
 def test_out_of_memory_exits_1_suggesting_a_smaller_batch(data_dir, tmp_path):
     # 5401 x 20000 float32 activations and their gradients: about 0.9 GB for one full batch.
-    result = train(["--layers", "784,20000,10", "--batch-size", "full", "--optimizer", "gd",
-                    "--epochs", 1, "--device", "cpu", "--data-dir", data_dir], cwd=tmp_path,
-                   env={"OPENBLAS_NUM_THREADS": "1"}, preexec_fn=_limit_address_space)
+    result = run_train(["--layers", "784,20000,10", "--batch-size", "full", "--optimizer", "gd",
+                        "--epochs", 1, "--device", "cpu", "--data-dir", data_dir], cwd=tmp_path,
+                       env={"OPENBLAS_NUM_THREADS": "1"}, preexec_fn=_limit_address_space)
     if "train:" not in result.stdout:
         pytest.skip(f"under RLIMIT_AS={_AS_LIMIT >> 20} MiB the child failed before training "
                     f"(start-up needs more address space here): {result.stderr[-300:]!r}")

@@ -18,7 +18,17 @@ import zlib
 
 import numpy as np
 import pytest
-from gradcheck import RECORDS, make_masks, make_problem, randomize_params, rel_error, to_host
+from gradcheck import (
+    ACTIVATIONS,
+    OUTPUTS,
+    RECORDS,
+    VARIANTS,
+    make_masks,
+    make_problem,
+    randomize_params,
+    rel_error,
+    to_host,
+)
 
 from xpnet import MLP
 
@@ -29,15 +39,6 @@ torch = pytest.importorskip(
 )
 F = torch.nn.functional
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
-OUTPUTS = ("softmax", "sigmoid", "identity")
-VARIANTS = {
-    "plain": {},
-    "l2": {"l2": 0.3},
-    "bn": {"batch_norm": True},
-    "dropout": {"dropout": 0.3},
-    "bn+dropout+l2": {"batch_norm": True, "dropout": 0.3, "l2": 0.3},
-}
 SIZES = {1: [4, 3], 2: [4, 5, 3], 3: [4, 6, 5, 3], 4: [4, 6, 5, 4, 3]}
 RTOL = 1e-10
 NORM_TOL = 1e-10

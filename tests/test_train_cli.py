@@ -13,100 +13,43 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import (
+    GZ_NAMES,
+    SUBSET,
+    assert_same_model,
+    epoch_numbers,
+    model_arrays,
+    one_error_line,
+    run_train,
+    scaler_of,
+)
 
 import xpnet
 from xpnet.checkpoint import load_checkpoint
-from xpnet.preprocessing import Scaler
 
-GZ_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-SUBSET = 6000  # training images kept by XPNET_MNIST_SUBSET; the test set is the first SUBSET // 6
 SMALL = ["--layers", "784,32,10", "--batch-size", "512", "--dev-fraction", "0.1",
          "--device", "cpu"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------------- helpers
-def mnist_dir() -> Path:
-    env = os.environ.get("XPNET_DATA_DIR")
-    if not env:
-        pytest.skip("XPNET_DATA_DIR is not set; point it at the original MNIST .gz files")
-    missing = [n for n in GZ_NAMES if not (Path(env) / n).is_file()]
-    if missing:
-        pytest.skip(f"XPNET_DATA_DIR={env} lacks {', '.join(missing)}")
-    return Path(env)
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    return mnist_dir()
-
-
 @pytest.fixture(scope="module")
 def test_labels(data_dir) -> np.ndarray:
     """Labels of the test images the subset runs evaluate on."""
     return xpnet.load_mnist(data_dir, download=False).y_test[:SUBSET // 6]
 
 
-def cli(args, *, cwd, subset=SUBSET, env=None, module="xpnet.train", **kwargs):
-    """Run ``python -m module args`` offline; returns the CompletedProcess (text mode)."""
-    full_env = {**os.environ, "XPNET_OFFLINE": "1"}
-    # One BLAS thread: with two busy-waiting OpenBLAS threads on a 2-core machine that is also
-    # running other work, small-batch epochs were measured 35x slower (same results).
-    full_env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    full_env.pop("XPNET_MNIST_SUBSET", None)
-    if subset:
-        full_env["XPNET_MNIST_SUBSET"] = str(subset)
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def one_error_line(result, prog="xpnet.train") -> str:
-    """The single stderr line of a clean user error (and no traceback anywhere)."""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one stderr line, got:\n{result.stderr}"
-    assert lines[0].startswith(f"{prog}: error: "), lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
-
-
-def epoch_numbers(stdout) -> list[int]:
-    return [int(m.group(1)) for m in re.finditer(r"^epoch\s+(\d+)/\d+\s", stdout, re.M)]
-
-
-def model_arrays(path) -> list[np.ndarray]:
-    net = xpnet.load(path, device="cpu")
-    return [np.array(a) for a in net.parameters() + net.buffers()]
-
-
-def assert_same_model(a, b) -> None:
-    pa, pb = model_arrays(a), model_arrays(b)
-    assert len(pa) == len(pb)
-    for x, y in zip(pa, pb):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-
-
-def scaler_of(state) -> Scaler:
-    return Scaler.from_state({"json": state["json"]["scaler"], "arrays": {
-        k[len("scaler/"):]: v for k, v in state["arrays"].items() if k.startswith("scaler/")}})
-
-
 # ------------------------------------------------------------------------------- a full run
 @pytest.fixture(scope="module")
 def full_run(data_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("full_run")
-    result = cli([*SMALL, "--epochs", 3, "--data-dir", data_dir, "--metrics-json", "m.json",
-                  "--plot", "curves.png", "--save", "model.npz"], cwd=d)
+    result = run_train([*SMALL, "--epochs", 3, "--data-dir", data_dir, "--metrics-json", "m.json",
+                        "--plot", "curves.png", "--save", "model.npz"], cwd=d)
     return result, d
 
 
@@ -185,12 +128,12 @@ RESUME = [*SMALL, "--schedule", "constant", "--seed", "3"]
 @pytest.fixture(scope="module")
 def resumed(data_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("resume")
-    first = cli([*RESUME, "--data-dir", data_dir, "--epochs", 2, "--save", "two.npz"], cwd=d)
+    first = run_train([*RESUME, "--data-dir", data_dir, "--epochs", 2, "--save", "two.npz"], cwd=d)
     assert first.returncode == 0, first.stderr
-    second = cli([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--resume", "two.npz",
-                  "--save", "resumed.npz", "--metrics-json", "m.json"], cwd=d)
-    straight = cli([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--save", "straight.npz"],
-                   cwd=d)
+    second = run_train([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--resume", "two.npz",
+                        "--save", "resumed.npz", "--metrics-json", "m.json"], cwd=d)
+    straight = run_train([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--save", "straight.npz"],
+                         cwd=d)
     return first, second, straight, d
 
 
@@ -219,8 +162,8 @@ def test_patience_stops_early_and_restores_the_best_epoch(data_dir, tmp_path):
     equals a plain run of exactly best_epoch epochs."""
     common = ["--layers", "784,128,10", "--batch-size", "128", "--device", "cpu",
               "--lr", "0.01", "--schedule", "constant", "--data-dir", data_dir]
-    es = cli([*common, "--epochs", 30, "--patience", 2, "--save", "es.npz",
-              "--metrics-json", "m.json"], cwd=tmp_path)
+    es = run_train([*common, "--epochs", 30, "--patience", 2, "--save", "es.npz",
+                    "--metrics-json", "m.json"], cwd=tmp_path)
     assert es.returncode == 0, es.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     h = m["history"]
@@ -231,7 +174,7 @@ def test_patience_stops_early_and_restores_the_best_epoch(data_dir, tmp_path):
     assert h["val_loss"][best - 1] == min(h["val_loss"])
     assert all(v >= h["val_loss"][best - 1] for v in h["val_loss"][best:])
 
-    ref = cli([*common, "--epochs", best, "--save", "ref.npz"], cwd=tmp_path)
+    ref = run_train([*common, "--epochs", best, "--save", "ref.npz"], cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr
     assert_same_model(tmp_path / "es.npz", tmp_path / "ref.npz")
 
@@ -256,7 +199,7 @@ USAGE_ERRORS = [
 @pytest.mark.parametrize("args, names", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS])
 def test_usage_errors_exit_2_with_one_line(args, names, tmp_path):
     # A data directory that does not exist: a usage error must be reported before any loading.
-    result = cli([*args, "--data-dir", tmp_path / "nowhere"], cwd=tmp_path, subset=None)
+    result = run_train([*args, "--data-dir", tmp_path / "nowhere"], cwd=tmp_path, subset=None)
     assert result.returncode == 2, (result.returncode, result.stderr)
     line = one_error_line(result)
     assert names in line
@@ -264,7 +207,7 @@ def test_usage_errors_exit_2_with_one_line(args, names, tmp_path):
 
 
 def test_help_exits_0(tmp_path):
-    result = cli(["--help"], cwd=tmp_path, subset=None)
+    result = run_train(["--help"], cwd=tmp_path, subset=None)
     assert result.returncode == 0
     assert result.stdout.startswith("usage: xpnet.train")
     for flag in ("--layers", "--resume", "--patience", "--metrics-json", "--debug"):
@@ -279,8 +222,8 @@ def test_cuda_without_a_usable_gpu_exits_1(tmp_path):
     usable, _ = cuda_status()
     if usable:
         pytest.skip("a usable CUDA GPU is present; this tests the no-GPU failure")
-    result = cli(["--device", "cuda", "--data-dir", tmp_path / "nowhere"], cwd=tmp_path,
-                 subset=None)
+    result = run_train(["--device", "cuda", "--data-dir", tmp_path / "nowhere"], cwd=tmp_path,
+                       subset=None)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert "cuda" in line and "--device cpu" in line
@@ -288,7 +231,7 @@ def test_cuda_without_a_usable_gpu_exits_1(tmp_path):
 
 def test_missing_data_offline_exits_1(tmp_path):
     nowhere = tmp_path / "nowhere"
-    result = cli([*SMALL, "--data-dir", nowhere], cwd=tmp_path, subset=None)
+    result = run_train([*SMALL, "--data-dir", nowhere], cwd=tmp_path, subset=None)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert str(nowhere) in line and "missing" in line and "XPNET_OFFLINE" in line
@@ -296,8 +239,8 @@ def test_missing_data_offline_exits_1(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = cli([*SMALL, "--data-dir", tmp_path / "nowhere", "--debug"], cwd=tmp_path,
-                 subset=None)
+    result = run_train([*SMALL, "--data-dir", tmp_path / "nowhere", "--debug"], cwd=tmp_path,
+                       subset=None)
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert "MnistDataError" in result.stderr
@@ -316,7 +259,7 @@ def test_corrupt_data_file_exits_1(damage, data_dir, tmp_path):
         victim.write_bytes(raw[: len(raw) // 2])
     else:  # a valid gzip of the wrong bytes
         victim.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + bytes(1000)))
-    result = cli([*SMALL, "--data-dir", copy], cwd=tmp_path)
+    result = run_train([*SMALL, "--data-dir", copy], cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert "train-images-idx3-ubyte.gz" in line
@@ -329,7 +272,8 @@ def test_resume_of_a_corrupt_checkpoint_exits_1(resumed, data_dir, tmp_path):
     bad = tmp_path / "cut.npz"
     raw = (d / "two.npz").read_bytes()
     bad.write_bytes(raw[: len(raw) // 3])
-    result = cli([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--resume", bad], cwd=tmp_path)
+    result = run_train([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--resume", bad],
+                       cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert str(bad) in line and "truncated or corrupt" in line
@@ -339,8 +283,8 @@ def test_resume_of_a_corrupt_checkpoint_exits_1(resumed, data_dir, tmp_path):
 def test_resume_of_a_model_without_run_state_exits_1(data_dir, tmp_path):
     bare = tmp_path / "bare.npz"
     xpnet.save(xpnet.MLP([784, 32, 10], device="cpu", seed=0), bare)
-    result = cli([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--resume", bare],
-                 cwd=tmp_path)
+    result = run_train([*RESUME, "--data-dir", data_dir, "--epochs", 4, "--resume", bare],
+                       cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert "no run state" in one_error_line(result)
 
@@ -352,9 +296,9 @@ def test_divergence_exits_1_and_leaves_the_save_target_alone(resumed, data_dir, 
     target = tmp_path / "keep.npz"
     shutil.copyfile(d / "two.npz", target)
     before = target.read_bytes()
-    result = cli(["--layers", "784,32,10", "--device", "cpu", "--optimizer", "gd",
-                  "--batch-size", "full", "--lr", "1e30", "--schedule", "constant",
-                  "--epochs", 20, "--data-dir", data_dir, "--save", target], cwd=tmp_path)
+    result = run_train(["--layers", "784,32,10", "--device", "cpu", "--optimizer", "gd",
+                        "--batch-size", "full", "--lr", "1e30", "--schedule", "constant",
+                        "--epochs", 20, "--data-dir", data_dir, "--save", target], cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert "diverged" in line and "learning rate" in line

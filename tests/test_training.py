@@ -378,6 +378,22 @@ RESUME_KW = dict(optimizer="adam", lr=3e-3, batch_size=16, schedule="cosine",
                  validation_fraction=0.2)
 
 
+def checkpoint_and_stop_after(k):
+    """``(saved, callback)``: a ``fit`` callback that stops after epoch ``k``, filling ``saved``
+    with a deep-copied checkpoint (``"trainer"``: the trainer's state dict, ``"net"``: host
+    copies of the net's arrays)."""
+    saved = {}
+
+    def save_and_stop(trainer, record):
+        if record["epoch"] == k:
+            saved["trainer"] = copy.deepcopy(trainer.state_dict())
+            saved["net"] = host_copy(trainer.net)
+            return True
+        return False
+
+    return saved, save_and_stop
+
+
 def resume_net(dtype, seed=0):
     return MLP([5, 12, 10, 3], dtype=dtype, device="cpu", seed=seed, batch_norm=True,
                dropout=0.3)
@@ -392,15 +408,7 @@ def test_resume_matches_straight_run(dtype, rtol, k):
     h_straight = fit(straight, X, y, epochs=N, seed=11, **RESUME_KW)
 
     # a run stopped after k epochs, saved as a checkpoint would be (deep copies of everything)
-    saved = {}
-
-    def save_and_stop(trainer, record):
-        if record["epoch"] == k:
-            saved["trainer"] = copy.deepcopy(trainer.state_dict())
-            saved["net"] = host_copy(trainer.net)
-            return True
-        return False
-
+    saved, save_and_stop = checkpoint_and_stop_after(k)
     first = resume_net(dtype)
     fit(first, X, y, epochs=N, seed=11, callback=save_and_stop, **RESUME_KW)
     state = saved["trainer"]
@@ -428,15 +436,7 @@ def run_with_checkpoint(make, X, y, k, save_after_return=False, **kw):
     """Train, stop after epoch ``k`` and keep a deep-copied checkpoint (taken in the callback,
     or after ``fit`` returned, as the CLI saves it); resume into a fresh net and finish.
     Returns the resumed net and its history."""
-    saved = {}
-
-    def save_and_stop(trainer, record):
-        if record["epoch"] == k:
-            saved["trainer"] = copy.deepcopy(trainer.state_dict())
-            saved["net"] = host_copy(trainer.net)
-            return True
-        return False
-
+    saved, save_and_stop = checkpoint_and_stop_after(k)
     first = make(0)
     hist = fit(first, X, y, callback=save_and_stop, **kw)
     assert hist.interrupted and len(hist) == k

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,14 +32,8 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 @pytest.fixture(scope="module")
-def real_files() -> dict[str, bytes]:
-    env = os.environ.get("XPNET_DATA_DIR")
-    if not env:
-        pytest.skip("XPNET_DATA_DIR is not set; point it at the original MNIST .gz files")
-    missing = [name for name in GZ_NAMES if not (Path(env) / name).is_file()]
-    if missing:
-        pytest.skip(f"XPNET_DATA_DIR={env} lacks {', '.join(missing)}")
-    return {name: (Path(env) / name).read_bytes() for name in GZ_NAMES}
+def real_files(data_dir) -> dict[str, bytes]:
+    return {name: (data_dir / name).read_bytes() for name in GZ_NAMES}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,19 +1,17 @@
 """Training on the GPU: full-batch parity with the CPU, a mini-batch run, and no transfers in
-the step loop (the GPU twin of tests/test_transfers.py, with its own copy of the counting code
-so the two files stay independent)."""
+the step loop (the GPU twin of tests/test_transfers.py; both count with tests/transfer_spy.py)."""
 
 from __future__ import annotations
 
 import math
-import os
-import traceback
 
 import numpy as np
 import pytest
 from gradcheck import host_copy as to_host
+from transfer_spy import check_transfers, instrument
 
 import xpnet
-from xpnet.backend import Device, is_device_array
+from xpnet.backend import is_device_array
 
 
 def problem(n, n_in, k, seed):
@@ -69,44 +67,6 @@ def test_minibatch_adam_fit_completes(cuda):
 
 
 # ------------------------------------------------------- no transfers in the step loop
-TRANSFERS = ("to_numpy", "send", "synchronize")
-XPNET_DIR = os.path.dirname(os.path.abspath(xpnet.__file__))
-
-
-def _caller() -> str:
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        path = os.path.abspath(frame.filename)
-        if path.startswith(XPNET_DIR) and not path.endswith("backend.py"):
-            return f"{os.path.relpath(path, os.path.dirname(XPNET_DIR))}:{frame.lineno}"
-    return "outside xpnet"
-
-
-def _instrument(monkeypatch, trainer):
-    events = []
-    for name in TRANSFERS:
-        original = getattr(Device, name)
-
-        def wrapper(self, *args, _original=original, _name=name, **kwargs):
-            events.append((_name, _caller()))
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(Device, name, wrapper)
-    step, update = trainer.net._loss_and_grads, trainer.optimizer.step
-
-    def counted_step(*args, **kwargs):
-        events.append(("step", ""))
-        return step(*args, **kwargs)
-
-    def counted_update(*args, **kwargs):
-        events.append(("update", ""))
-        return update(*args, **kwargs)
-
-    monkeypatch.setattr(trainer.net, "_loss_and_grads", counted_step)
-    monkeypatch.setattr(trainer.optimizer, "step", counted_update)
-    trainer.callback = lambda trainer, record: events.append(("epoch_end", "")) and None
-    return events
-
-
 def test_step_loop_makes_no_transfers_gpu(monkeypatch, cuda):
     """Per epoch: no send / to_numpy / synchronize between the first step and the single
     metric read (to_numpy), which comes after the last update. Sends only during setup."""
@@ -117,23 +77,7 @@ def test_step_loop_makes_no_transfers_gpu(monkeypatch, cuda):
     epochs, batch = 3, 32
     trainer = xpnet.Trainer(net, optimizer="adam", lr=1e-2, epochs=epochs, batch_size=batch,
                             schedule="cosine", seed=0)
-    events = _instrument(monkeypatch, trainer)
+    events = instrument(monkeypatch, trainer)
     trainer.fit(X.astype(np.float32), y, X_val.astype(np.float32), y_val)
     steps = -(-len(X) // batch)
-
-    log = "\n".join(f"  {i:3d} {e:<12} {w}" for i, (e, w) in enumerate(events))
-    names = [e for e, _ in events]
-    assert names.count("epoch_end") == epochs, log
-    assert names.count("to_numpy") == epochs, f"to_numpy must run once per epoch:\n{log}"
-    start = names.index("step")
-    for epoch, end in enumerate([i for i, e in enumerate(names) if e == "epoch_end"], 1):
-        chunk = events[start:end]
-        kinds = [e for e, _ in chunk]
-        assert kinds.count("step") == kinds.count("update") == steps, log
-        read = kinds.index("to_numpy")
-        assert read > len(kinds) - 1 - kinds[::-1].index("update"), log
-        inside = [f"{e} at {w}" for e, w in chunk[:read] if e in TRANSFERS]
-        assert not inside, f"epoch {epoch}: transfer in the step loop: {inside}\n{log}"
-        assert not [e for e in kinds[read + 1:] if e in TRANSFERS], log
-        start = end + 1
-    assert not [e for e, _ in events[start:] if e in TRANSFERS], log
+    check_transfers(events, epochs, steps)
