@@ -34,7 +34,10 @@ import numpy as np
 
 from .network import MLP
 
-__all__ = ["CheckpointError", "save", "load", "load_checkpoint", "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "CheckpointError", "save", "load", "load_checkpoint", "nest_states", "sub_state", "FORMAT",
+    "FORMAT_VERSION",
+]
 
 FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 1
@@ -329,3 +332,22 @@ def load_checkpoint(path, device="auto", expect_layers=None):
 def load(path, device="auto", expect_layers=None) -> MLP:
     """Load only the network from a checkpoint; see :func:`load_checkpoint`."""
     return load_checkpoint(path, device=device, expect_layers=expect_layers)[0]
+
+
+# ------------------------------------------------------------------------- state helpers
+def nest_states(**parts) -> dict:
+    """Combine several ``{"json", "arrays"}`` states into one training state, each under its
+    keyword: JSON at ``json[name]``, arrays as ``name/<array name>``."""
+    return {
+        "json": {name: part["json"] for name, part in parts.items()},
+        "arrays": {f"{name}/{key}": value for name, part in parts.items()
+                   for key, value in part["arrays"].items()},
+    }
+
+
+def sub_state(state, name) -> dict:
+    """The part of a :func:`nest_states` state stored under ``name``."""
+    prefix = name + "/"
+    return {"json": state["json"][name],
+            "arrays": {k[len(prefix):]: v for k, v in state["arrays"].items()
+                       if k.startswith(prefix)}}

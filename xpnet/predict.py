@@ -71,7 +71,7 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint, sub_state
 
     try:
         net, state = load_checkpoint(args.checkpoint, device=args.device)
@@ -98,8 +98,7 @@ def _main(argv) -> int:
         label = int(data.y_test[args.test_index])
 
     if state is not None and "scaler" in state["json"]:
-        scaler = Scaler.from_state({"json": state["json"]["scaler"], "arrays": {
-            k[len("scaler/"):]: v for k, v in state["arrays"].items() if k.startswith("scaler/")}})
+        scaler = Scaler.from_state(sub_state(state, "scaler"))
     else:
         scaler = Scaler("unit").fit(np.array([0, 255], dtype=np.uint8))
     x = scaler.transform(image.reshape(1, 784), net.dtype)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .checkpoint import CheckpointError, load_checkpoint, nest_states, save, sub_state
 from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run
 from .network import MLP
 from .optimizers import OPTIMIZERS, SCHEDULES
@@ -218,8 +219,6 @@ def _subset(data):
 
 
 def _resume_state(args, device):
-    from .checkpoint import CheckpointError, load_checkpoint
-
     try:
         net, state = load_checkpoint(args.resume, device=device, expect_layers=args.layers)
     except CheckpointError as exc:
@@ -228,12 +227,6 @@ def _resume_state(args, device):
         raise Failure(f"{args.resume} holds a model but no run state, so it cannot be resumed; "
                       f"train from scratch or pass a checkpoint saved by xpnet.train --save")
     return net, state
-
-
-def _split_state(state, prefix):
-    return {"json": state["json"][prefix],
-            "arrays": {k[len(prefix) + 1:]: v for k, v in state["arrays"].items()
-                       if k.startswith(prefix + "/")}}
 
 
 def confusion_matrix(xp, y_true, y_pred, k):
@@ -280,7 +273,7 @@ def _main(argv) -> int:
     if args.dev_fraction > 0:
         train_idx, dev_idx = stratified_split(y, args.dev_fraction, seed)
         X, y, X_dev, y_dev = X[train_idx], y[train_idx], X[dev_idx], y[dev_idx]
-    scaler = (Scaler.from_state(_split_state(resume, "scaler")) if resume else
+    scaler = (Scaler.from_state(sub_state(resume, "scaler")) if resume else
               Scaler("standard" if args.standardize else "unit").fit(X))
     to_device = lambda a, dtype=None: device.send(a, dtype)  # noqa: E731
     X_d, y_d = to_device(scaler.transform(X, net.dtype)), to_device(y)
@@ -311,7 +304,7 @@ def _main(argv) -> int:
                           patience=args.patience, seed=seed, progress=args.progress,
                           callback=on_epoch)
         if resume is not None:
-            trainer.load_state_dict(_split_state(resume, "trainer"))
+            trainer.load_state_dict(sub_state(resume, "trainer"))
             _say(args, f"resumed from {args.resume} after epoch {trainer.epoch}")
         try:
             # Overflow on the way to a divergence is reported once, by TrainingDiverged, not as
@@ -364,12 +357,7 @@ def _main(argv) -> int:
 
 
 def _save(args, net, trainer, scaler):
-    from .checkpoint import CheckpointError, save
-
-    t, s = trainer.state_dict(), scaler.state()
-    state = {"json": {"trainer": t["json"], "scaler": s["json"]},
-             "arrays": {**{f"trainer/{k}": v for k, v in t["arrays"].items()},
-                        **{f"scaler/{k}": v for k, v in s["arrays"].items()}}}
+    state = nest_states(trainer=trainer.state_dict(), scaler=scaler.state())
     try:
         path = save(net, args.save, training_state=state)
     except CheckpointError as exc:
