@@ -53,6 +53,7 @@ class Optimizer:
         self.t = 0
         self.state = {name: [_zeros_like(p) for p in self.params] for name in self.state_names}
         self._scratch = [p.copy() for p in self.params]
+        self.xp = _array_module(self.params[0]) if self.params else None
 
     def step(self, grads) -> None:
         self.t += 1
@@ -60,8 +61,7 @@ class Optimizer:
             self._update(i, p, g, self._scratch[i])
 
     def _update(self, i, p, g, tmp):
-        tmp[...] = g
-        tmp *= -self.lr
+        self.xp.multiply(g, -self.lr, out=tmp)
         p += tmp
 
     def hyperparameters(self) -> dict:
@@ -110,8 +110,7 @@ class Momentum(Optimizer):
         v = self.state["velocity"][i]
         v *= self.momentum
         v += g
-        tmp[...] = v
-        tmp *= -self.lr
+        self.xp.multiply(v, -self.lr, out=tmp)
         p += tmp
 
 
@@ -122,8 +121,7 @@ class Nesterov(Momentum):
         v = self.state["velocity"][i]
         v *= self.momentum
         v += g
-        tmp[...] = v
-        tmp *= self.momentum
+        self.xp.multiply(v, self.momentum, out=tmp)
         tmp += g
         tmp *= -self.lr
         p += tmp
@@ -155,7 +153,7 @@ class Adam(Optimizer):
 
     def _update(self, i, p, g, tmp):
         # 13 in-place passes (ufuncs writing into ``tmp`` instead of copy-then-modify).
-        xp = _array_module(p)
+        xp = self.xp
         m, v = self.state["m"][i], self.state["v"][i]
         m *= self.beta1
         xp.multiply(g, 1 - self.beta1, out=tmp)

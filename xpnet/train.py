@@ -275,11 +275,11 @@ def _main(argv) -> int:
         X, y, X_dev, y_dev = X[train_idx], y[train_idx], X[dev_idx], y[dev_idx]
     scaler = (Scaler.from_state(sub_state(resume, "scaler")) if resume else
               Scaler("standard" if args.standardize else "unit").fit(X))
-    to_device = lambda a, dtype=None: device.send(a, dtype)  # noqa: E731
-    X_d, y_d = to_device(scaler.transform(X, net.dtype)), to_device(y)
+    send = device.send  # once per array, before training
+    X_d, y_d = send(scaler.transform(X, net.dtype)), send(y)
     if X_dev is not None:
-        X_dev, y_dev = to_device(scaler.transform(X_dev, net.dtype)), to_device(y_dev)
-    X_test, y_test = to_device(scaler.transform(data.X_test, net.dtype)), to_device(data.y_test)
+        X_dev, y_dev = send(scaler.transform(X_dev, net.dtype)), send(y_dev)
+    X_test, y_test = send(scaler.transform(data.X_test, net.dtype)), send(data.y_test)
 
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     _say(args, f"model: {net}")
