@@ -8,16 +8,20 @@ connection drops), anything else 404.
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import xpnet.data
+import xpnet.data.mnist as mnist
 from xpnet.data import SHA256, MnistDataError, download_file, load_mnist, sha256_file
 
 GZ_NAMES = (
@@ -89,6 +93,19 @@ def url(server, monkeypatch):
 
 
 @pytest.fixture
+def umask():
+    """Sets the process umask for one test (the file permissions follow it), then restores it."""
+    saved = []
+
+    def set_umask(mask):
+        saved.append(os.umask(mask))
+
+    yield set_umask
+    if saved:
+        os.umask(saved[0])
+
+
+@pytest.fixture
 def refused() -> str:
     """A base URL where nothing listens."""
     with socket.socket() as s:
@@ -97,7 +114,8 @@ def refused() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-def test_good_download(url, tmp_path, real_files):
+def test_good_download(url, tmp_path, real_files, umask):
+    umask(0o022)
     cache = tmp_path / "new" / "cache"
     path = download_file(LABELS, cache, mirrors=[f"{url}/good/"])
     assert path == cache / LABELS
@@ -105,6 +123,12 @@ def test_good_download(url, tmp_path, real_files):
     assert path.read_bytes() == real_files[LABELS]
     assert os.listdir(cache) == [LABELS]
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_download_permissions_follow_the_umask(url, tmp_path, umask):
+    umask(0o077)
+    path = download_file(LABELS, tmp_path, mirrors=[f"{url}/good/"])
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_load_mnist_downloads_only_missing_files(
@@ -234,3 +258,24 @@ def test_unwritable_directory(url, tmp_path):
 def test_unknown_file_name(tmp_path):
     with pytest.raises(ValueError, match="not one of the MNIST .gz files"):
         download_file("train-images-idx3-ubyte", tmp_path, mirrors=["http://127.0.0.1:9/"])
+
+
+def test_loader_and_downloader_do_not_import_each_other():
+    """The shared pieces live in xpnet/data/checksums.py and errors.py; neither module needs the
+    other's names, so neither imports the other lazily to dodge a cycle."""
+    package = Path(xpnet.data.__file__).parent
+    for module, other in (("download", "mnist"), ("checksums", "mnist"), ("errors", "mnist"),
+                          ("checksums", "download"), ("errors", "download")):
+        tree = ast.parse((package / f"{module}.py").read_text())
+        imported = {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert other not in imported, f"{module}.py imports .{other}"
+    mnist_tree = ast.parse((package / "mnist.py").read_text())
+    nested = [node for fn in ast.walk(mnist_tree) if isinstance(fn, ast.FunctionDef)
+              for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert nested == [], "mnist.py imports inside a function"
+
+
+def test_public_names_are_importable_from_their_old_homes():
+    for name in ("SHA256", "MnistDataError", "sha256_file"):
+        assert getattr(mnist, name) is getattr(xpnet.data, name)

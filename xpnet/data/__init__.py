@@ -4,17 +4,10 @@
 NumPy is the only dependency; tqdm is used for download progress bars when installed.
 """
 
+from .checksums import SHA256, sha256_file
 from .download import DEFAULT_MIRRORS, download_file, resolve_mirrors
-from .mnist import (
-    SHA256,
-    MnistData,
-    MnistDataError,
-    gunzip,
-    load_mnist,
-    parse_idx,
-    resolve_data_dir,
-    sha256_file,
-)
+from .errors import MnistDataError
+from .mnist import MnistData, gunzip, load_mnist, parse_idx, resolve_data_dir
 
 __all__ = [
     "DEFAULT_MIRRORS",

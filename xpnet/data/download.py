@@ -1,24 +1,26 @@
 """Download the original MNIST ``.gz`` files from public mirrors, verified and atomically.
 
-A download goes to a uniquely named temp file in the target directory, is checked against the
-published SHA-256, fsynced, and only then renamed onto its final name. Readers and concurrent
-downloaders sharing a cache directory therefore only ever see a complete, verified file (two
-processes that race just replace identical bytes with identical bytes).
+A download goes to a uniquely named temp file in the target directory
+(:func:`xpnet.io.atomic_write`), is checked against the published SHA-256, fsynced, and only then
+renamed onto its final name, with the permissions the umask gives a new file. Readers and
+concurrent downloaders sharing a cache directory therefore only ever see a complete, verified
+file (two processes that race just replace identical bytes with identical bytes).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from .mnist import SHA256, MnistDataError, sha256_file
+from ..io import atomic_write
+from ..progress import progress_bar
+from .checksums import SHA256, sha256_file
+from .errors import MnistDataError
 
 __all__ = ["DEFAULT_MIRRORS", "download_file", "resolve_mirrors"]
 
@@ -64,40 +66,15 @@ def download_file(
     final = directory / filename
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=directory)
+        # Only a body that passed _fetch's length and SHA-256 checks leaves this block without
+        # an exception, so only verified bytes are ever renamed onto the final name.
+        with atomic_write(final) as out:
+            _fetch_from_any(filename, directory, out, resolve_mirrors(mirrors), progress, timeout)
     except OSError as exc:
         raise MnistDataError(
             f"cannot write {filename} to {directory} ({exc}); choose a writable directory with "
             f"--data-dir or XPNET_DATA_DIR"
         ) from exc
-
-    failures = []
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for base in resolve_mirrors(mirrors):
-                url = base.rstrip("/") + "/" + filename
-                out.seek(0)
-                out.truncate()
-                try:
-                    _fetch(url, out, SHA256[filename], progress, timeout)
-                    break
-                except Exception as exc:  # any failure means "try the next mirror"
-                    failures.append(f"{url}: {_describe(exc)}")
-            else:
-                raise MnistDataError(
-                    f"could not download {filename} from any mirror ({'; '.join(failures)}); "
-                    f"check the network or set XPNET_MNIST_MIRRORS, or put the original file "
-                    f"in {directory}"
-                )
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should stay readable
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
     # Guards against anything else writing the final name non-atomically in the meantime.
     digest = sha256_file(final)
@@ -109,6 +86,33 @@ def download_file(
     return final
 
 
+def _fetch_from_any(
+    filename: str,
+    directory: Path,
+    out: IO[bytes],
+    mirrors: list[str],
+    progress: bool,
+    timeout: float,
+) -> None:
+    """Fill ``out`` with the verified ``filename`` from the first mirror that delivers it;
+    :class:`MnistDataError` listing every mirror's failure when none does."""
+    failures = []
+    for base in mirrors:
+        url = base.rstrip("/") + "/" + filename
+        out.seek(0)
+        out.truncate()
+        try:
+            _fetch(url, out, SHA256[filename], progress, timeout)
+            return
+        except Exception as exc:  # any failure means "try the next mirror"
+            failures.append(f"{url}: {_describe(exc)}")
+    raise MnistDataError(
+        f"could not download {filename} from any mirror ({'; '.join(failures)}); "
+        f"check the network or set XPNET_MNIST_MIRRORS, or put the original file "
+        f"in {directory}"
+    )
+
+
 def _fetch(url: str, out: IO[bytes], expected: str, progress: bool, timeout: float) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     h = hashlib.sha256()
@@ -116,7 +120,8 @@ def _fetch(url: str, out: IO[bytes], expected: str, progress: bool, timeout: flo
     with urllib.request.urlopen(request, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        bar = _progress_bar(progress, total, url.rsplit("/", 1)[-1])
+        bar = progress_bar(progress, total=total, desc=url.rsplit("/", 1)[-1], unit="B",
+                           unit_scale=True, unit_divisor=1024)
         try:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
@@ -134,16 +139,6 @@ def _fetch(url: str, out: IO[bytes], expected: str, progress: bool, timeout: flo
         raise _BadBody(f"SHA-256 mismatch ({received} bytes; damaged or not the original file)")
 
 
-def _progress_bar(enabled: bool, total: int | None, desc: str):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm  # optional dependency
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
-
-
 def _describe(exc: Exception) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
@@ -153,16 +148,3 @@ def _describe(exc: Exception) -> str:
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable; not every platform can open a directory, which is fine."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

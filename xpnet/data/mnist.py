@@ -24,7 +24,6 @@ unverified data is never returned.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import zlib
@@ -33,6 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .checksums import SHA256, read_hashed, sha256_file
+from .download import download_file
+from .errors import MnistDataError
 
 __all__ = [
     "MnistData",
@@ -57,27 +60,7 @@ SPLITS = {
 }
 FILE_NAMES = tuple(name for images, labels, _ in SPLITS.values() for name in (images, labels))
 
-# Published SHA-256 of the original files, compressed and uncompressed (SHA256SUMS format).
-_SHA256SUMS = """
-440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609  train-images-idx3-ubyte.gz
-3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c  train-labels-idx1-ubyte.gz
-8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6  t10k-images-idx3-ubyte.gz
-f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6  t10k-labels-idx1-ubyte.gz
-ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db  train-images-idx3-ubyte
-65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5  train-labels-idx1-ubyte
-0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7  t10k-images-idx3-ubyte
-ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-idx1-ubyte
-"""
-SHA256: dict[str, str] = {
-    name: digest for digest, name in (line.split() for line in _SHA256SUMS.strip().splitlines())
-}
-
-_CHUNK = 1 << 20
 _REPLACE = "replace it with the original file"
-
-
-class MnistDataError(ValueError):
-    """An MNIST file is missing, damaged or not the original; the message says which and the fix."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,15 +91,6 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if not chosen:
         return Path.home() / ".cache" / "xpnet" / "mnist"
     return Path(os.path.abspath(os.path.expanduser(chosen)))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def gunzip(data: bytes, name: str, hint: str = _REPLACE) -> bytes:
@@ -180,26 +154,12 @@ def parse_idx(
     return np.frombuffer(data, dtype=np.uint8, count=size, offset=header_len).reshape(dims)
 
 
-def _read_hashed(path: Path) -> tuple[bytearray, str]:
-    """Read a whole file once and hash it on the way; a bytearray so views of it are writable."""
-    with open(path, "rb") as f:
-        buf = bytearray(os.fstat(f.fileno()).st_size)
-        n = f.readinto(buf)
-    del buf[n:]
-    h = hashlib.sha256()
-    view = memoryview(buf)
-    for start in range(0, n, _CHUNK):
-        h.update(view[start : start + _CHUNK])
-    view.release()  # a live export would forbid resizing buf later
-    return buf, h.hexdigest()
-
-
 def _load_idx(
     path: Path, expect_magic: int, expect_dims: Sequence[int | None], verify: bool
 ) -> np.ndarray:
     name = path.name
     hint = f"delete it and run again to re-download it, or put the original file in {path.parent}"
-    data, digest = _read_hashed(path)
+    data, digest = read_hashed(path)
     # Structure is checked before the checksum so a damaged file gets the specific diagnosis.
     raw = gunzip(data, name, hint) if name.endswith(".gz") else data
     array = parse_idx(raw, name, expect_magic, expect_dims, hint)
@@ -257,8 +217,6 @@ def load_mnist(
                 f"downloading is off ({why}); put the original files (.gz or uncompressed) there, "
                 f"or point XPNET_DATA_DIR or --data-dir at a directory that has them"
             )
-        from .download import download_file  # here, not at the top: download imports this module
-
         for name in missing:
             paths[name] = download_file(f"{name}.gz", directory, mirrors=mirrors, progress=progress)
 
