@@ -12,16 +12,24 @@ teacher, so training makes measurable progress). Workloads (pytest-benchmark gro
 ``inference[m=10000]``         forward + argmax on a test-sized batch
 =============================  ===========================================================
 
+``adam_step_over_fwd_bwd[m=128]`` (xpnet backends only, not in ``run.py``'s table): the time of
+an Adam training step (forward + backward + update) over the time of forward + backward alone,
+both measured in the same test on the same net and batch, in alternating blocks (ABBA), so
+that machine drift hits both alike. The ratio is in the benchmark's ``extra_info``; the target
+is ``ADAM_STEP_TARGET`` (1.15x), i.e. the update costs at most 15% of a forward + backward.
+``interleaved_check`` measures the same ratio again for ``run.py``.
+
 Backends: ``xpnet-numpy``; ``xpnet-cupy`` (when ``xpnet.backend.cuda_status()`` says a GPU is
 usable); ``torch-cpu`` / ``torch-cuda`` (PyTorch eager: ``F.linear`` with plain weight tensors,
 ``torch.relu``, ``F.cross_entropy``, ``loss.backward()``, ``torch.optim.Adam``; thread count set
 to ``os.cpu_count()``). GPU calls synchronise inside the timed function. Unavailable backends
 skip with the reason.
 
-xpnet is timed through its unchecked hot path ``MLP._loss_and_grads`` on arrays already on the
-device (the public ``loss_and_grads`` also validates its input, including a NaN scan), except
-for the epoch workload, which goes through the public ``Trainer.fit`` (its input check runs
-once per epoch).
+xpnet is timed through its public unchecked hot path ``Sequential.forward_backward`` (what the
+trainer calls each step) on arrays already on the device, with ``make_optimizer("adam", net,
+lr)`` and ``opt.step()`` for the update and ``net.logits`` for inference; the checked
+``loss_and_grads`` also validates its input, including a NaN scan. The epoch workload goes
+through ``Trainer.fit`` (its input check runs once per epoch). Only public methods are used.
 
 Rooflines: for every workload and library, ``gemm-<lib>`` times one square float32 matrix
 product ``(n x n) @ (n x n)`` with ``2 n^3`` about the workload's FLOPs, so each result reads
@@ -42,12 +50,14 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import numpy as np
 import pytest
 
 import xpnet
 from xpnet.backend import cuda_status, get_device
+from xpnet.optimizers import make_optimizer
 
 try:
     import torch
@@ -59,6 +69,7 @@ SIZES = (784, 256, 128, 64, 10)
 N_TRAIN, N_TEST, BATCH = 60000, 10000, 128
 QUICK_ROWS = 2048  # training-set size in quick mode (full-batch and epoch workloads)
 LR = 1e-3
+ADAM_STEP_TARGET = 1.15  # Adam step (forward + backward + update) / forward + backward, m=128
 HEAVY_ROUNDS = 11  # rounds for workloads of about a second (pedantic mode)
 EPOCH_ROUNDS = 5
 SEED = 0
@@ -92,6 +103,7 @@ IMPLS = [
     _param("xpnet-cupy", CUDA_OK, CUDA_WHY, gpu=True),
     _param("torch-cuda", TORCH_CUDA_OK, TORCH_CUDA_WHY, gpu=True),
 ]
+XPNET_IMPLS = [p for p in IMPLS if p.values[0].startswith("xpnet")]
 GEMMS = [
     _param("gemm-numpy", True, ""),
     _param("gemm-torch-cpu", torch is not None, TORCH_WHY),
@@ -251,7 +263,8 @@ class XpnetImpl:
         self.device.synchronize()
 
     def loss_and_grads(self, net, X, y):
-        loss = net._loss_and_grads(X, y)
+        with self.device.activate():
+            loss = net.forward_backward(X, y)
         self.sync()
         return loss
 
@@ -265,11 +278,12 @@ class XpnetImpl:
         return [(self.device.to_numpy(W), self.device.to_numpy(b)) for W, b in net.params]
 
     def adam(self, net):
-        return xpnet.optimizers.Adam(net.parameters(), LR)
+        return make_optimizer("adam", net, LR)
 
     def train_step(self, net, opt, X, y):
-        loss = net._loss_and_grads(X, y)
-        opt.step(net.gradients())
+        with self.device.activate():
+            loss = net.forward_backward(X, y)
+            opt.step()
         self.sync()
         return loss
 
@@ -279,7 +293,8 @@ class XpnetImpl:
         return trainer.fit(X, y).loss[-1]  # fit ends with a device-to-host copy: synchronised
 
     def predict(self, net, X):
-        labels = net._forward_eval(X).argmax(axis=1)
+        with self.device.activate():
+            labels = net.logits(X).argmax(axis=1)
         self.sync()
         return labels
 
@@ -507,6 +522,77 @@ def test_inference(benchmark, backend, bench_quick):
     _run(benchmark, fn, heavy=False)
 
 
+# ---------------------------------------------------------------------- Adam step overhead
+def _block_seconds(fn, calls):
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls
+
+
+def adam_step_blocks(impl, net, opt, X, y, calls):
+    """``block() -> (fwd_bwd_s, adam_step_s)``: one ABBA block, ``calls`` timed calls of each
+    (alternating which goes first), on the same net, batch and optimizer."""
+    count = [0]
+
+    def fwd_bwd():
+        impl.loss_and_grads(net, X, y)
+
+    def adam_step():
+        impl.train_step(net, opt, X, y)
+
+    def block():
+        count[0] += 1
+        if count[0] % 2:
+            a, b = _block_seconds(fwd_bwd, calls), _block_seconds(adam_step, calls)
+        else:
+            b, a = _block_seconds(adam_step, calls), _block_seconds(fwd_bwd, calls)
+        return a, b
+
+    return block
+
+
+ADAM_BLOCKS, ADAM_CALLS = 15, 40  # benchmark mode; quick mode: 2 blocks of 2 calls
+
+
+@pytest.mark.parametrize("backend", XPNET_IMPLS)
+def test_adam_step_over_forward_backward(benchmark, backend, bench_quick):
+    """Adam step (forward + backward + update) vs forward + backward alone at m=128, in one run:
+    the ratio of their times in alternating blocks (target <= ADAM_STEP_TARGET)."""
+    impl = make_impl(backend)
+    X, y, _, _ = synthetic_data(bench_quick)
+    Xd, yd = impl.send(X[:BATCH]), impl.send(y[:BATCH])
+    net = impl.model()
+    opt = impl.adam(net)
+    benchmark.group = f"adam_step_over_fwd_bwd[m={BATCH}]"
+    benchmark.extra_info.update(xpnet_backend=backend, device=impl.device_kind, rows=BATCH,
+                                target=ADAM_STEP_TARGET)
+    loss0 = float(impl.loss_and_grads(net, Xd, yd))
+    check_loss_and_grads(loss0, impl.host_grads(net), BATCH, bench_quick)
+    blocks = 2 if bench_quick else ADAM_BLOCKS
+    calls = 2 if bench_quick else ADAM_CALLS
+    block = adam_step_blocks(impl, net, opt, Xd, yd, calls)
+    block()  # warm-up: first-use buffers of both paths
+    times = []
+    benchmark.pedantic(lambda: times.append(block()), rounds=blocks, iterations=1,
+                       warmup_rounds=0)
+    if len(times) < blocks:  # a disabled benchmark runs the function once
+        times += [block() for _ in range(blocks - len(times))]
+    fb = float(np.median([a for a, _ in times]))
+    step = float(np.median([b for _, b in times]))
+    ratio = float(np.median([b / a for a, b in times]))
+    benchmark.extra_info.update(fwd_bwd_median_s=fb, adam_step_median_s=step,
+                                adam_over_fwd_bwd=ratio,
+                                verdict="met" if ratio <= ADAM_STEP_TARGET else "MISSED")
+    print(f"\n{backend}: Adam step {step * 1e3:.3f} ms / forward+backward {fb * 1e3:.3f} ms "
+          f"= {ratio:.2f}x (target <= {ADAM_STEP_TARGET:.2f}x)")
+    assert math.isfinite(ratio) and ratio > 0
+    # the Adam steps took: the batch is fitted better than by the initial weights
+    loss_n = float(impl.loss_and_grads(net, Xd, yd))
+    assert math.isfinite(loss_n) and loss_n < loss0, (loss0, loss_n)
+    assert opt.t == calls * (len(times) + 1)  # every timed Adam step was an update
+
+
 # ---------------------------------------------------------------------- GEMM rooflines
 def gemm_size(flops):
     """``n`` with ``2 n^3`` closest to ``flops``."""
@@ -570,10 +656,9 @@ def interleaved_check(device="cpu", full_blocks=7, batch_blocks=15, batch_calls=
     pytest-benchmark medians, which time each backend in one stretch.
 
     Returns ``{name: value}``: ``full_vs_torch``, ``batch_vs_torch`` (median of per-block time
-    ratios xpnet / torch) and ``full_pct_gemm`` (xpnet's full-batch GFLOP/s as % of the
-    library's square GEMM of the same FLOPs, same alternation)."""
-    import time
-
+    ratios xpnet / torch), ``full_pct_gemm`` (xpnet's full-batch GFLOP/s as % of the
+    library's square GEMM of the same FLOPs, same alternation) and ``adam_step_vs_fwd_bwd``
+    (xpnet's Adam step over its forward + backward at m=128, target <= ADAM_STEP_TARGET)."""
     if torch is None or (device == "cuda" and not (CUDA_OK and TORCH_CUDA_OK)):
         return {}
     X, y, _, _ = synthetic_data(False)
@@ -610,4 +695,10 @@ def interleaved_check(device="cpu", full_blocks=7, batch_blocks=15, batch_calls=
     out["full_pct_gemm"] = 100.0 * (train_flops(N_TRAIN) / (2 * n**3)) / time_ratio
     out["batch_vs_torch"] = ab(make(xp_impl, BATCH), make(th_impl, BATCH), batch_blocks,
                                batch_calls)
+    net = xp_impl.model()
+    adam_block = adam_step_blocks(xp_impl, net, xp_impl.adam(net), xp_impl.send(X[:BATCH]),
+                                  xp_impl.send(y[:BATCH]), batch_calls)
+    adam_block()
+    out["adam_step_vs_fwd_bwd"] = float(np.median(
+        [b / a for a, b in (adam_block() for _ in range(batch_blocks))]))
     return out

@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from xpnet.optimizers import OPTIMIZERS, optimizer_options
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 SIZES = [784, 256, 128, 64, 10]
@@ -97,6 +99,12 @@ class Clock:
         self._t = None
 
 
+def optimizer_kwargs(args) -> dict:
+    """Options for ``xpnet.Trainer`` beyond the learning rate: ``momentum`` when it was given
+    (only an optimizer that takes it gets it; ``main`` refuses it for the others)."""
+    return {} if args.momentum is None else {"momentum": args.momentum}
+
+
 def run_xpnet(args, data, init):
     import xpnet
 
@@ -123,8 +131,8 @@ def run_xpnet(args, data, init):
 
     trainer = xpnet.Trainer(net, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
                             batch_size=args.batch_size, schedule=args.schedule,
-                            step_size=args.step_size, gamma=args.gamma, momentum=args.momentum,
-                            seed=args.seed, callback=on_epoch)
+                            step_size=args.step_size, gamma=args.gamma, seed=args.seed,
+                            callback=on_epoch, **optimizer_kwargs(args))
     clock.resume()
     trainer.fit(Xd, yd)
     return {"backend": f"xpnet-{'cupy' if dev.is_gpu else 'numpy'}", "device": dev.name,
@@ -217,14 +225,16 @@ def main(argv=None):
     p.add_argument("--data-dir", help="directory with the MNIST IDX files")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (both runs; default cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--optimizer", default="adam",
-                   choices=["gd", "sgd", "momentum", "nesterov", "adam"])
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS))
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="learning rate of the xpnet run (PyTorch's is always Adam's 1e-3)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--schedule", default="constant", choices=["constant", "step", "cosine"])
     p.add_argument("--step-size", type=int, default=None, help="epochs per step (step schedule)")
     p.add_argument("--gamma", type=float, default=0.1, help="decay of the step schedule")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--momentum", type=float, default=None,
+                   help="momentum, for the optimizers that take one (default: the optimizer's "
+                        "own, 0.9 for momentum/nesterov, 0 for rmsprop)")
     p.add_argument("--epochs", type=int, default=30, help="cap on epochs (both runs)")
     p.add_argument("--target", type=float, default=0.98, help="test accuracy to reach")
     p.add_argument("--seed", type=int, default=0)
@@ -232,6 +242,10 @@ def main(argv=None):
     p.add_argument("--output", help="JSON path (default bench/results/time_to_accuracy-"
                    "<machine>-<date>.json)")
     args = p.parse_args(argv)
+    if args.momentum is not None and "momentum" not in optimizer_options(args.optimizer):
+        takes = [n for n in OPTIMIZERS if "momentum" in optimizer_options(n)]
+        p.error(f"--momentum: the {args.optimizer} optimizer has no momentum (only "
+                f"{', '.join(takes)} do)")
 
     X, y, X_test, y_test, directory = load_mnist(args.data_dir)
     data = (X, y, X_test, y_test)

@@ -1,13 +1,22 @@
 """Batch normalisation (batch statistics in training, running statistics in inference) and
-inverted dropout (active in training only, rate p, survivors scaled by 1 / (1 - p))."""
+inverted dropout (active in training only, rate p, survivors scaled by 1 / (1 - p)).
+
+The networks are ``MLP([4, 6, 3], batch_norm=True)``: layers ``0`` Linear (with its own bias,
+as ``torch.nn.Linear``), ``1`` BatchNorm1d (weight gamma, bias beta, running statistics),
+``2`` ReLU, ``3`` Linear. The Linear bias in front of the batch norm shifts the running mean
+but cancels out of the training-mode normalisation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from xpnet.network import BN_EPS, BN_MOMENTUM, MLP
+from xpnet.layers import BatchNorm1d, Dropout
+from xpnet.network import MLP, Sequential
 from xpnet.training import fit
+
+BN_EPS = 1e-5  # torch.nn.BatchNorm1d's defaults, which xpnet's BatchNorm1d follows
+BN_MOMENTUM = 0.1
 
 try:
     import torch
@@ -29,13 +38,24 @@ def cross_entropy(Z, y):
 
 
 def bn_net(seed=0):
-    """[4, 6, 3] with batch norm and non-trivial scale and shift."""
+    """[4, 6, 3] with batch norm, non-trivial scale and shift, and a non-zero Linear bias."""
     net = MLP([4, 6, 3], dtype="float64", device="cpu", seed=seed, batch_norm=True)
+    bn = net.layers[1]
+    assert isinstance(bn, BatchNorm1d)
+    assert (bn.eps, bn.momentum) == (BN_EPS, BN_MOMENTUM)
     rng = np.random.default_rng(seed + 100)
-    net.bn_gamma[0][...] = rng.uniform(0.5, 2.0, 6)
-    net.params[0][1][...] = rng.standard_normal(6)  # b_1 is the BN shift
+    bn.params["weight"][...] = rng.uniform(0.5, 2.0, 6)
+    bn.params["bias"][...] = rng.standard_normal(6)  # the BN shift, beta
     net.params[1][1][...] = rng.standard_normal(3)
+    net.params[0][1][...] = rng.standard_normal(6)  # the Linear bias: only the running mean sees it
     return net
+
+
+def bn_state(net):
+    """``(gamma, beta, running_mean, running_var)`` of the batch norm: views, not copies."""
+    bn = net.layers[1]
+    return bn.params["weight"], bn.params["bias"], bn.buffers["running_mean"], \
+        bn.buffers["running_var"]
 
 
 def batch(seed, m=32, shift=0.0):
@@ -47,27 +67,29 @@ def manual_bn_train_loss(net, X, y):
     """Training-mode loss computed plainly from the batch statistics."""
     W1, b1 = net.params[0]
     W2, b2 = net.params[1]
-    Z1 = X @ W1.T
+    gamma, beta, _, _ = bn_state(net)
+    Z1 = X @ W1.T + b1
     xhat = (Z1 - Z1.mean(axis=0)) / np.sqrt(Z1.var(axis=0) + BN_EPS)
-    A1 = relu(net.bn_gamma[0] * xhat + b1)
+    A1 = relu(gamma * xhat + beta)
     return cross_entropy(A1 @ W2.T + b2, y)
 
 
 # ---------------------------------------------------------------------------- batch norm
 def test_running_statistics_follow_the_momentum_update():
     net = bn_net()
-    W1 = net.params[0][0].copy()
-    np.testing.assert_array_equal(net.bn_running_mean[0], 0.0)
-    np.testing.assert_array_equal(net.bn_running_var[0], 1.0)
+    W1, b1 = (a.copy() for a in net.params[0])
+    _, _, running_mean, running_var = bn_state(net)
+    np.testing.assert_array_equal(running_mean, 0.0)
+    np.testing.assert_array_equal(running_var, 1.0)
     rm, rv = np.zeros(6), np.ones(6)
     for step in range(3):
         X, y = batch(step, shift=step)
         loss, _ = net.loss_and_grads(X, y)  # updates the running statistics, not the weights
-        Z1 = X @ W1.T
+        Z1 = X @ W1.T + b1
         rm = (1 - BN_MOMENTUM) * rm + BN_MOMENTUM * Z1.mean(axis=0)
         rv = (1 - BN_MOMENTUM) * rv + BN_MOMENTUM * Z1.var(axis=0, ddof=1)  # unbiased
-        np.testing.assert_allclose(net.bn_running_mean[0], rm, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(net.bn_running_var[0], rv, rtol=1e-12)
+        np.testing.assert_allclose(running_mean, rm, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(running_var, rv, rtol=1e-12)
         # the training forward pass normalised with the batch's own statistics
         assert loss == pytest.approx(manual_bn_train_loss(net, X, y), rel=1e-12)
 
@@ -77,26 +99,26 @@ def test_batch_norm_matches_torch_functional():
     net = bn_net()
     W1, b1 = net.params[0]
     W2, b2 = net.params[1]
+    gamma, beta, running_mean, running_var = bn_state(net)
     t_rm = torch.zeros(6, dtype=torch.float64)
     t_rv = torch.ones(6, dtype=torch.float64)
     for step in range(3):
         X, y = batch(step, m=17, shift=-step)
         loss, _ = net.loss_and_grads(X, y)
-        Z1 = torch.from_numpy(X @ W1.T)
-        Y = F.batch_norm(Z1, t_rm, t_rv, weight=torch.from_numpy(net.bn_gamma[0].copy()),
-                         bias=torch.from_numpy(b1.copy()), training=True,
+        Z1 = torch.from_numpy(X @ W1.T + b1)
+        Y = F.batch_norm(Z1, t_rm, t_rv, weight=torch.from_numpy(gamma.copy()),
+                         bias=torch.from_numpy(beta.copy()), training=True,
                          momentum=BN_MOMENTUM, eps=BN_EPS)
         logits = torch.relu(Y) @ torch.from_numpy(W2.T.copy()) + torch.from_numpy(b2.copy())
         t_loss = F.cross_entropy(logits, torch.from_numpy(y))
-        np.testing.assert_allclose(net.bn_running_mean[0], t_rm.numpy(), rtol=1e-12,
-                                   atol=1e-14)
-        np.testing.assert_allclose(net.bn_running_var[0], t_rv.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(running_mean, t_rm.numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(running_var, t_rv.numpy(), rtol=1e-12)
         assert loss == pytest.approx(float(t_loss), rel=1e-12)
     # inference with running statistics, as torch's training=False
     Xt, _ = batch(9, m=11)
-    Y = F.batch_norm(torch.from_numpy(Xt @ W1.T), t_rm, t_rv,
-                     weight=torch.from_numpy(net.bn_gamma[0].copy()),
-                     bias=torch.from_numpy(b1.copy()), training=False, eps=BN_EPS)
+    Y = F.batch_norm(torch.from_numpy(Xt @ W1.T + b1), t_rm, t_rv,
+                     weight=torch.from_numpy(gamma.copy()),
+                     bias=torch.from_numpy(beta.copy()), training=False, eps=BN_EPS)
     np.testing.assert_allclose(net.layer_outputs(Xt)[0], torch.relu(Y).numpy(), rtol=1e-12,
                                atol=1e-14)
 
@@ -107,14 +129,14 @@ def test_inference_uses_running_statistics():
         net.loss_and_grads(*batch(step, shift=1.0))
     W1, b1 = net.params[0]
     W2, b2 = net.params[1]
-    gamma, rm, rv = net.bn_gamma[0], net.bn_running_mean[0], net.bn_running_var[0]
+    gamma, beta, rm, rv = bn_state(net)
     Xt, yt = batch(10, m=25, shift=-2.0)
-    Z1 = Xt @ W1.T
-    A_running = relu(gamma * (Z1 - rm) / np.sqrt(rv + BN_EPS) + b1)
-    A_batch = relu(gamma * (Z1 - Z1.mean(axis=0)) / np.sqrt(Z1.var(axis=0) + BN_EPS) + b1)
+    Z1 = Xt @ W1.T + b1
+    A_running = relu(gamma * (Z1 - rm) / np.sqrt(rv + BN_EPS) + beta)
+    A_batch = relu(gamma * (Z1 - Z1.mean(axis=0)) / np.sqrt(Z1.var(axis=0) + BN_EPS) + beta)
     assert not np.allclose(A_running, A_batch, atol=1e-3)  # the two modes really differ
 
-    hidden, logits = net.layer_outputs(Xt)
+    hidden, logits = net.layer_outputs(Xt)  # MLP: [A_1, Z_2]
     np.testing.assert_allclose(hidden, A_running, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(logits, A_running @ W2.T + b2, rtol=1e-12, atol=1e-14)
     P = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -146,12 +168,13 @@ def test_training_loss_uses_batch_not_running_statistics():
 def test_fit_updates_running_statistics_once_per_step():
     X, y = batch(0, m=40)
     net = bn_net()
-    W1 = net.params[0][0].copy()
+    W1, b1 = (a.copy() for a in net.params[0])
     fit(net, X, y, epochs=1, lr=0.1, optimizer="gd", seed=0)  # one full-batch step
-    Z1 = X @ W1.T  # statistics of the forward pass, taken before the update
-    np.testing.assert_allclose(net.bn_running_mean[0], BN_MOMENTUM * Z1.mean(axis=0),
+    Z1 = X @ W1.T + b1  # statistics of the forward pass, taken before the update
+    _, _, running_mean, running_var = bn_state(net)
+    np.testing.assert_allclose(running_mean, BN_MOMENTUM * Z1.mean(axis=0),
                                rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(net.bn_running_var[0],
+    np.testing.assert_allclose(running_var,
                                (1 - BN_MOMENTUM) + BN_MOMENTUM * Z1.var(axis=0, ddof=1),
                                rtol=1e-12)
 
@@ -178,6 +201,12 @@ def test_dropout_is_off_in_inference(batch_norm):
     np.testing.assert_array_equal(net.predict(X), plain.predict(X))
     for a, b in zip(net.layer_outputs(X), plain.layer_outputs(X)):
         np.testing.assert_array_equal(a, b)
+    # layer by layer (Sequential.layer_outputs): each Dropout passes its input through
+    outputs = Sequential.layer_outputs(net, X)
+    dropouts = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dropout)]
+    assert len(dropouts) == 2 and len(outputs) == len(net.layers)
+    for i in dropouts:
+        np.testing.assert_array_equal(outputs[i], outputs[i - 1])
     assert net.evaluate(X, y) == plain.evaluate(X, y)
     # training-mode losses do differ (dropout is active there), so the above is not vacuous
     assert net.loss_and_grads(X, y)[0] != pytest.approx(plain.loss_and_grads(X, y)[0])

@@ -16,6 +16,7 @@ import pytest
 
 from xpnet import MLP
 from xpnet.initializers import INITIALIZERS
+from xpnet.layers import BatchNorm1d
 
 SIZES = [1000, 2000, 500]  # layer 1: 1000 -> 2000 (2e6 weights); layer 2: 2000 -> 500 (1e6)
 K = 5.0  # standard errors allowed
@@ -71,9 +72,17 @@ def test_he_and_xavier_are_distinguishable():
 
 
 def test_bn_parameters_start_at_identity():
+    """Batch norm starts as the identity map, as torch.nn.BatchNorm1d: weight 1, bias 0,
+    running mean 0, running variance 1; the Linear before it keeps its own (zero) bias."""
     net = MLP([6, 5, 4, 3], batch_norm=True, dtype="float64", device="cpu", seed=0)
-    for g, rm, rv in zip(net.bn_gamma, net.bn_running_mean, net.bn_running_var):
-        np.testing.assert_array_equal(net.device.to_numpy(g), 1.0)
-        np.testing.assert_array_equal(net.device.to_numpy(rm), 0.0)
-        np.testing.assert_array_equal(net.device.to_numpy(rv), 1.0)
-    assert [g.shape for g in net.bn_gamma] == [(5,), (4,)]
+    state = net.state_dict()
+    bns = [i for i, layer in enumerate(net.layers) if isinstance(layer, BatchNorm1d)]
+    assert bns == [1, 4]
+    for i in bns:
+        np.testing.assert_array_equal(state[f"{i}.weight"], 1.0)
+        np.testing.assert_array_equal(state[f"{i}.bias"], 0.0)
+        np.testing.assert_array_equal(state[f"{i}.running_mean"], 0.0)
+        np.testing.assert_array_equal(state[f"{i}.running_var"], 1.0)
+        np.testing.assert_array_equal(state[f"{i - 1}.bias"], 0.0)
+    assert [state[f"{i}.weight"].shape for i in bns] == [(5,), (4,)]
+    assert [state[f"{i}.running_var"].shape for i in bns] == [(5,), (4,)]

@@ -52,9 +52,10 @@ def _modules():
 
 def test_package_modules_found():
     mods = _modules()
-    for expected in ("__init__.py", "backend.py", "network.py", "activations.py", "losses.py",
-                     "initializers.py"):
-        assert os.path.join("xpnet", expected) in mods
+    for expected in ("__init__.py", "backend.py", "network.py", "heads.py", "parameters.py",
+                     "initializers.py", "optimizers.py", "layers/__init__.py",
+                     "layers/activations.py", "layers/linear.py"):
+        assert os.path.join("xpnet", *expected.split("/")) in mods  # subpackages are walked
 
 
 @pytest.mark.parametrize("module", _modules())

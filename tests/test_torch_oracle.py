@@ -1,8 +1,14 @@
 """xpnet against PyTorch autograd as an independent oracle, float64 on the CPU.
 
-The same weights go into a network written with ``torch.nn.functional`` ops; loss and every
-gradient (W, b, batch-norm gamma) must agree, as must the batch-norm running statistics
-(momentum 0.1, unbiased running variance) and the inference-mode outputs that use them.
+Each xpnet network gets a twin: the equivalent ``torch.nn.Sequential`` built layer for layer
+(``Linear`` with bias -> ``BatchNorm1d`` -> activation -> dropout with the same explicit masks
+-> ... -> ``Linear``), loaded from ``net.state_dict()``; the two share every name (``0.weight``,
+``1.running_mean``, ...). The loss and EVERY named parameter gradient must agree, compared by
+name, as must the batch-norm running statistics (momentum 0.1, unbiased running variance), the
+inference-mode outputs that use them, every layer's inference output (``Sequential.
+layer_outputs``) and every hidden block's (``MLP.layer_outputs``). GELU is compared with
+``torch.nn.GELU(approximate="tanh")`` (``F.gelu(x, approximate="tanh")``), SiLU with
+``torch.nn.SiLU`` (``F.silu``).
 
 Tolerances: both sides compute in float64 and differ only in the order of floating-point
 operations, so agreement is ~1e-15 relative for most entries. The batch-norm backward subtracts
@@ -10,6 +16,9 @@ nearly equal terms (dY - mean(dY) - xhat * mean(dY * xhat)), which can inflate t
 error of an individual small entry, so elementwise checks use rtol 1e-10 with an absolute floor
 of 1e-12 times the array's largest entry; the normwise relative difference per array must be
 below 1e-10. Both bounds are several orders above float64 rounding and far below any real bug.
+The bias of a Linear in front of a batch norm has a true gradient of 0 on both sides (the
+normalisation removes it); what each side computes is a rounding residue, so for those arrays
+only ``max |g| <= 1e-12 * max |dW|`` of the same Linear is required, on both sides.
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ from gradcheck import (
     randomize_params,
     rel_error,
     to_host,
+    zero_gradient_names,
 )
 
-from xpnet import MLP
+from xpnet import MLP, Sequential
+from xpnet.layers import GELU, BatchNorm1d, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, SiLU, Tanh
 
 torch = pytest.importorskip(
     "torch",
@@ -38,55 +49,73 @@ torch = pytest.importorskip(
     "(`make test` installs it; or `pip install torch`)",
 )
 F = torch.nn.functional
+nn = torch.nn
 
 SIZES = {1: [4, 3], 2: [4, 5, 3], 3: [4, 6, 5, 3], 4: [4, 6, 5, 4, 3]}
 RTOL = 1e-10
 NORM_TOL = 1e-10
+ZERO_FLOOR = 1e-12
 
-TORCH_ACT = {
-    "relu": F.relu,
-    "leaky_relu": lambda z: F.leaky_relu(z, negative_slope=0.01),
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-}
+
+class MaskedDropout(nn.Module):
+    """``torch.nn.Dropout`` with the mask set explicitly (xpnet's ``dropout_masks``)."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+        self.mask = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        return x * self.mask / (1.0 - self.p)
+
+
+def torch_module(layer):
+    """The ``torch.nn`` module equivalent to one xpnet layer, in float64."""
+    f64 = torch.float64
+    if isinstance(layer, Linear):
+        return nn.Linear(layer.in_features, layer.out_features, bias=True, dtype=f64)
+    if isinstance(layer, BatchNorm1d):
+        return nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum,
+                              dtype=f64)
+    if isinstance(layer, Dropout):
+        return MaskedDropout(layer.p)
+    if isinstance(layer, LeakyReLU):
+        return nn.LeakyReLU(layer.negative_slope)
+    if isinstance(layer, GELU):
+        return nn.GELU(approximate="tanh")
+    modules = {ReLU: nn.ReLU, Tanh: nn.Tanh, Sigmoid: nn.Sigmoid, SiLU: nn.SiLU}
+    return modules[type(layer)]()
 
 
 class TorchTwin:
-    """The same network in PyTorch: parameters copied from an xpnet net, own running stats."""
+    """The same network as a ``torch.nn.Sequential``, loaded from ``net.state_dict()``; it
+    keeps its own running statistics from then on."""
 
     def __init__(self, net):
         self.net = net
-        self.W = [torch.tensor(a, requires_grad=True) for a in to_host(net, [W for W, _ in
-                                                                             net.params])]
-        self.b = [torch.tensor(a, requires_grad=True) for a in to_host(net, [b for _, b in
-                                                                             net.params])]
-        self.gamma = [torch.tensor(a, requires_grad=True) for a in to_host(net, net.bn_gamma)]
-        hidden = net.layer_sizes[1:-1]
-        self.running_mean = [torch.zeros(n, dtype=torch.float64) for n in hidden]
-        self.running_var = [torch.ones(n, dtype=torch.float64) for n in hidden]
+        self.model = nn.Sequential(*[torch_module(layer) for layer in net.layers])
+        state = {k: torch.from_numpy(v) for k, v in net.state_dict().items()}
+        result = self.model.load_state_dict(state, strict=False)
+        assert not result.unexpected_keys
+        assert all(k.endswith("num_batches_tracked") for k in result.missing_keys)
+        # the same names, in the same (buffer) order
+        assert [n for n, _ in self.model.named_parameters()] == \
+            [n for n, _ in net.named_parameters()]
+        assert [n for n, _ in self.model.named_buffers() if "num_batches" not in n] == \
+            [n for n, _ in net.named_buffers()]
 
-    def logits(self, X, training, masks=None, keep=None):
-        net = self.net
-        A = torch.as_tensor(np.asarray(X, dtype=np.float64))
-        last = net.n_layers - 1
-        for l in range(net.n_layers):
-            if l == last:
-                return A @ self.W[l].T + self.b[l]
-            Z = A @ self.W[l].T
-            if net.batch_norm:
-                Z = F.batch_norm(Z, self.running_mean[l], self.running_var[l],
-                                 weight=self.gamma[l], bias=self.b[l], training=training,
-                                 momentum=0.1, eps=1e-5)
-            else:
-                Z = Z + self.b[l]
-            A = TORCH_ACT[net.activation](Z)
-            if keep is not None:
-                keep.append(A)
-            if training and net.dropout:
-                A = A * torch.as_tensor(np.asarray(masks[l])) / (1.0 - net.dropout)
-        raise AssertionError("unreachable")
+    def logits(self, X, training, masks=None):
+        self.model.train(training)
+        masks = iter(masks or [])
+        for module in self.model:
+            if isinstance(module, MaskedDropout) and training and module.p:
+                module.mask = torch.as_tensor(np.asarray(next(masks), dtype=np.float64))
+        return self.model(torch.as_tensor(np.asarray(X, dtype=np.float64)))
 
     def loss_and_grads(self, X, y, masks=None):
+        """``(loss, {name: gradient})`` of every named parameter."""
         net = self.net
         m = X.shape[0]
         Z = self.logits(X, training=True, masks=masks)
@@ -99,12 +128,14 @@ class TorchTwin:
             else:
                 loss = 0.5 * F.mse_loss(Z, Y, reduction="sum") / m
         if net.l2:
-            loss = loss + net.l2 / (2 * m) * sum((W * W).sum() for W in self.W)
-        params = [t for pair in zip(self.W, self.b) for t in pair] + self.gamma
-        for t in params:
-            t.grad = None
+            weights = [mod.weight for mod in self.model if isinstance(mod, nn.Linear)]
+            loss = loss + net.l2 / (2 * m) * sum((W * W).sum() for W in weights)
+        self.model.zero_grad(set_to_none=True)
         loss.backward()
-        return loss.item(), [t.grad.numpy().copy() for t in params]
+        return loss.item(), {n: p.grad.numpy().copy() for n, p in self.model.named_parameters()}
+
+    def buffers(self):
+        return {n: b.numpy() for n, b in self.model.named_buffers()}
 
     def forward(self, X):
         with torch.no_grad():
@@ -115,11 +146,16 @@ class TorchTwin:
                 Z = torch.sigmoid(Z)
             return Z.numpy()
 
-    def hidden(self, X):
-        keep = []
+    def layer_outputs(self, X):
+        """Every module's inference output, in order (as ``net.layer_outputs``)."""
+        self.model.eval()
+        out = []
         with torch.no_grad():
-            Z = self.logits(X, training=False, keep=keep)
-        return [a.numpy() for a in keep] + [Z.numpy()]
+            A = torch.as_tensor(np.asarray(X, dtype=np.float64))
+            for module in self.model:
+                A = module(A)
+                out.append(A.numpy().copy())
+        return out
 
 
 def assert_close(case, name, actual, expected, record=True):
@@ -157,35 +193,45 @@ def _build(activation, output, depth, variant):
     return case, net, rng
 
 
+def assert_zero_gradient(case, name, grad, weight_grad):
+    """A structurally zero gradient: a rounding residue relative to its layer's weights."""
+    bound = ZERO_FLOOR * float(np.abs(weight_grad).max())
+    assert float(np.abs(grad).max()) <= bound, f"{case} {name}: {grad} (bound {bound:.1e})"
+
+
 @pytest.mark.parametrize("activation, output, depth, variant", _cases())
 def test_loss_and_gradients_match_torch(activation, output, depth, variant):
     case, net, rng = _build(activation, output, depth, variant)
     twin = TorchTwin(net)
-    names = [f"{p}{l + 1}" for l in range(net.n_layers) for p in ("dW", "db")]
-    names += [f"dgamma{l + 1}" for l in range(len(net.bn_gamma))]
+    names = [name for name, _ in net.named_parameters()]
+    zero = zero_gradient_names(net)
     # Two training steps on batches of different sizes (each updates the running statistics).
     for step, m in enumerate((8, 5)):
         X, y = make_problem(net, m, rng)
         masks = make_masks(net, m, rng) if net.dropout else None
         loss, _ = net.loss_and_grads(X, y, dropout_masks=masks)
-        grads = to_host(net, net.gradients())
+        grads = dict(zip(names, to_host(net, net.gradients())))
         t_loss, t_grads = twin.loss_and_grads(X, y, masks)
         assert abs(loss - t_loss) <= 1e-12 * abs(t_loss), f"{case} step {step}: loss"
-        assert len(grads) == len(t_grads) == len(names)
-        for name, g, t in zip(names, grads, t_grads):
-            assert_close(case, f"step{step} {name}", g, t)
-        for l in range(len(net.bn_running_mean)):
-            assert_close(case, f"running_mean{l + 1}", net.device.to_numpy(net.bn_running_mean[l]),
-                         twin.running_mean[l].numpy(), record=False)
-            assert_close(case, f"running_var{l + 1}", net.device.to_numpy(net.bn_running_var[l]),
-                         twin.running_var[l].numpy(), record=False)
+        assert list(grads) == list(t_grads) == names
+        for name in names:
+            if name in zero:
+                weight = name.replace(".bias", ".weight")
+                assert_zero_gradient(case, name, grads[name], grads[weight])
+                assert_zero_gradient(case, f"torch {name}", t_grads[name], t_grads[weight])
+                continue
+            assert_close(case, f"step{step} d{name}", grads[name], t_grads[name])
+        t_buffers = twin.buffers()
+        for name, buf in net.named_buffers():
+            assert_close(case, name, net.device.to_numpy(buf), t_buffers[name], record=False)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("variant", ["plain", "bn+dropout+l2"])
 def test_inference_matches_torch(activation, output, variant):
-    """Inference mode: no dropout, batch norm with the running statistics after training steps."""
+    """Inference mode: no dropout, batch norm with the running statistics after training steps;
+    the head's output and every layer's output (``net.layer_outputs``) agree."""
     case, net, rng = _build(activation, output, 3, variant)
     twin = TorchTwin(net)
     for m in (8, 6, 8):
@@ -194,12 +240,24 @@ def test_inference_matches_torch(activation, output, variant):
         net.loss_and_grads(X, y, dropout_masks=masks)
         twin.loss_and_grads(X, y, masks)
     if net.batch_norm:  # the running stats moved away from their (0, 1) start
-        assert not np.allclose(net.device.to_numpy(net.bn_running_var[0]), 1.0)
+        assert not np.allclose(net.device.to_numpy(dict(net.named_buffers())["1.running_var"]),
+                               1.0)
     X_test, _ = make_problem(net, 9, rng)
     out, t_out = net.forward(X_test), twin.forward(X_test)
     assert_close(case, "forward", net.device.to_numpy(out), t_out, record=False)
-    for l, (a, t) in enumerate(zip(net.layer_outputs(X_test), twin.hidden(X_test))):
-        assert_close(case, f"layer_output{l + 1}", net.device.to_numpy(a), t, record=False)
+    # every layer's output (Sequential.layer_outputs) against every module's
+    outputs, t_outputs = Sequential.layer_outputs(net, X_test), twin.layer_outputs(X_test)
+    assert len(outputs) == len(t_outputs) == len(net.layers)
+    for i, (a, t) in enumerate(zip(outputs, t_outputs)):
+        assert_close(case, f"layer_output {i} {net.layers[i]!r}", net.device.to_numpy(a), t,
+                     record=False)
+    # MLP.layer_outputs: [A_1, ..., A_{L-1}, Z_L], each hidden block's output then the logits
+    ends = [i - 1 for i, layer in enumerate(net.layers) if isinstance(layer, Linear) and i]
+    blocks = net.layer_outputs(X_test)
+    assert len(blocks) == net.n_layers
+    for l, (a, i) in enumerate(zip(blocks, ends + [len(net.layers) - 1])):
+        assert_close(case, f"block output {l + 1}", net.device.to_numpy(a), t_outputs[i],
+                     record=False)
     if output == "softmax":
         np.testing.assert_array_equal(net.device.to_numpy(net.predict(X_test)),
                                       t_out.argmax(axis=1))

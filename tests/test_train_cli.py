@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import shutil
 
@@ -30,7 +31,11 @@ from cli_helpers import (
 )
 
 import xpnet
+import xpnet.train
 from xpnet.checkpoint import load_checkpoint
+from xpnet.initializers import INITIALIZERS
+from xpnet.network import ACTIVATIONS
+from xpnet.optimizers import OPTIMIZERS
 
 SMALL = ["--layers", "784,32,10", "--batch-size", "512", "--dev-fraction", "0.1",
          "--device", "cpu"]
@@ -100,6 +105,24 @@ def test_plot_is_a_png(full_run):
     assert result.returncode == 0, result.stderr
     data = (d / "curves.png").read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 1000
+
+
+@pytest.mark.slow
+def test_outputs_get_umask_permissions_and_leave_no_temp_files(full_run):
+    result, d = full_run
+    assert result.returncode == 0, result.stderr
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    assert sorted(p.name for p in d.iterdir()) == ["curves.png", "m.json", "model.npz"]
+    for name in ("curves.png", "m.json"):
+        assert (d / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+@pytest.mark.slow
+def test_default_lr_is_the_optimizers(full_run):
+    result, _ = full_run
+    assert result.returncode == 0, result.stderr
+    assert "optimizer adam lr 0.002 " in result.stdout
 
 
 @pytest.mark.slow
@@ -204,6 +227,15 @@ def test_usage_errors_exit_2_with_one_line(args, names, tmp_path):
     line = one_error_line(result)
     assert names in line
     assert result.stdout == ""
+
+
+def test_choices_and_default_lrs_come_from_the_registries():
+    actions = {a.dest: a for a in xpnet.train.build_parser()._actions}
+    assert actions["activation"].choices == list(ACTIVATIONS)
+    assert actions["init"].choices == list(INITIALIZERS)
+    assert actions["optimizer"].choices == list(OPTIMIZERS)
+    for name, cls in OPTIMIZERS.items():
+        assert f"{name} {cls.default_lr:g}" in actions["lr"].help
 
 
 def test_help_exits_0(tmp_path):

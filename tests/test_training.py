@@ -60,12 +60,12 @@ def manual_gd_step(net, X, y, lr):
 
 
 def record_batches(net, X):
-    """Wrap ``net._loss_and_grads`` so every training step records the indices of the rows it
-    saw (rows of ``X`` are unique) and the loss it returned."""
+    """Wrap ``net.forward_backward`` (the trainer's unchecked step) so every training step
+    records the indices of the rows it saw (rows of ``X`` are unique) and the loss it returned."""
     lookup = {X[i].tobytes(): i for i in range(X.shape[0])}
     assert len(lookup) == X.shape[0]
     steps = []
-    inner = net._loss_and_grads
+    inner = net.forward_backward
 
     def wrapper(Xb, yb, *args, **kwargs):
         loss = inner(Xb, yb, *args, **kwargs)
@@ -73,7 +73,7 @@ def record_batches(net, X):
         steps.append((idx, float(loss)))
         return loss
 
-    net._loss_and_grads = wrapper
+    net.forward_backward = wrapper
     return steps
 
 
@@ -552,8 +552,13 @@ def test_float32_stays_float32(optimizer):
     for a in state_arrays(net) + net.gradients():
         assert a.dtype == np.float32 and isinstance(a, array_type)
     opt = net.trainer_.optimizer
-    for lst in opt.state.values():
-        for a, p in zip(lst, net.parameters()):
+    assert opt.params is net.flat
+    for flat in opt.state.values():  # one flat buffer per state name, laid out like net.flat
+        assert isinstance(flat, array_type) and flat.dtype == np.float32
+        assert flat.shape == net.flat.data.shape
+    for (name, p), (pname, views) in zip(net.named_parameters(), opt.named_state().items()):
+        assert name == pname
+        for a in views.values():
             assert isinstance(a, array_type) and a.dtype == np.float32 and a.shape == p.shape
     assert net.forward(X).dtype == np.float32
     for name, a in net.trainer_.state_dict()["arrays"].items():
@@ -570,7 +575,9 @@ def test_float32_stays_float32(optimizer):
     ({"patience": -1}, "patience"),
     ({"min_delta": -0.1}, "min_delta"),
     ({"schedule": "exponential"}, "schedule"),
-    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"optimizer": "adagrad"}, "optimizer"),
+    ({"optimizer": "gd", "momentum": 0.9}, "optimizer 'gd' has no option 'momentum'"),
+    ({"optimizer": "adam", "beta3": 0.9}, "its options are: lr, beta1, beta2, eps"),
     ({"lr": 0.0}, "learning rate"),
     ({"validation_fraction": 1.5}, "validation_fraction"),
     ({"validation_fraction": -0.2}, "validation_fraction"),
@@ -600,3 +607,46 @@ def test_bad_data_is_rejected_before_training():
         fit(net, X[:, :3], y, epochs=1)
     with pytest.raises(ValueError, match="labels"):
         fit(net, X, y + 5, epochs=1)
+
+
+# ---------------------------------------------------------------------------- optimizer options
+@pytest.mark.parametrize("name", ["gd", "sgd", "momentum", "nesterov", "adam", "adamw",
+                                  "rmsprop"])
+def test_lr_none_takes_the_optimizers_default(name):
+    from xpnet.optimizers import OPTIMIZERS
+
+    trainer = Trainer(make_net(), optimizer=name, lr=None, epochs=2)
+    assert trainer.optimizer.lr == OPTIMIZERS[name].default_lr
+    assert trainer.schedule_args["lr"] == OPTIMIZERS[name].default_lr
+    assert trainer.config()["lr"] == OPTIMIZERS[name].default_lr
+    X, y = make_blobs(n=30)
+    hist = fit(make_net(), X, y, epochs=1, lr=None, optimizer=name, seed=0)
+    assert hist.lr == [OPTIMIZERS[name].default_lr]
+
+
+def test_optimizer_options_reach_the_optimizer():
+    trainer = Trainer(make_net(), optimizer="momentum", lr=0.05, momentum=0.8)
+    assert trainer.optimizer.momentum == 0.8 and trainer.config()["momentum"] == 0.8
+    trainer = Trainer(make_net(), optimizer="adamw", weight_decay=0.05, beta2=0.99)
+    assert (trainer.optimizer.weight_decay, trainer.optimizer.beta2) == (0.05, 0.99)
+    with pytest.raises(ValueError, match="optimizer 'sgd' has no option 'momentum'; its "
+                                         "options are: lr"):
+        Trainer(make_net(), optimizer="sgd", momentum=0.9)
+    with pytest.raises(ValueError, match="has no options 'beta1', 'nesterov'"):
+        Trainer(make_net(), optimizer="momentum", beta1=0.9, nesterov=True)
+
+
+def test_trainer_state_arrays_are_named_by_parameter():
+    X, y = make_blobs(n=60)
+    net = make_net(batch_norm=True)
+    fit(net, X, y, epochs=2, lr=0.01, optimizer="adam", batch_size=16, seed=0)
+    arrays = net.trainer_.state_dict()["arrays"]
+    params = [name for name, _ in net.named_parameters()]
+    buffers = [name for name, _ in net.named_buffers()]
+    assert params == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
+    assert buffers == ["1.running_mean", "1.running_var"]
+    assert set(arrays) == ({f"opt/{s}/{p}" for s in ("m", "v") for p in params}
+                           | {f"best/{n}" for n in params + buffers})
+    for name, p in net.named_parameters():
+        assert arrays[f"opt/m/{name}"].shape == p.shape
+        assert arrays[f"best/{name}"].shape == p.shape

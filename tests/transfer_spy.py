@@ -3,7 +3,7 @@ tests/gpu/test_gpu_training.py on a CUDA device).
 
 :func:`instrument` wraps ``Device.to_numpy``, ``Device.send`` and ``Device.synchronize`` (at class
 level, calling the originals) to log each call with the xpnet source line that made it, and logs
-the loop's landmarks too: the step (``net._loss_and_grads``), the optimizer update and the end of
+the loop's landmarks too: the step (``net.forward_backward``), the optimizer update and the end of
 each epoch (the trainer's callback). :func:`check_transfers` then asserts the pattern ``Trainer``
 promises (xpnet/training.py):
 
@@ -45,7 +45,7 @@ def instrument(monkeypatch, trainer):
 
         monkeypatch.setattr(Device, name, wrapper)
 
-    step, update = trainer.net._loss_and_grads, trainer.optimizer.step
+    step, update = trainer.net.forward_backward, trainer.optimizer.step
 
     def counted_step(*args, **kwargs):
         events.append(("step", ""))
@@ -55,7 +55,7 @@ def instrument(monkeypatch, trainer):
         events.append(("update", ""))
         return update(*args, **kwargs)
 
-    monkeypatch.setattr(trainer.net, "_loss_and_grads", counted_step)
+    monkeypatch.setattr(trainer.net, "forward_backward", counted_step)
     monkeypatch.setattr(trainer.optimizer, "step", counted_update)
     trainer.callback = lambda trainer, record: events.append(("epoch_end", "")) and None
     return events

@@ -1,15 +1,16 @@
 """xpnet: a from-scratch multilayer perceptron that runs the same code on NumPy and CuPy."""
 
 from .backend import Device, DeviceUnavailableError, get_device
-from .network import MLP
+from .gradcheck import GradcheckError, gradcheck
+from .network import MLP, Sequential
 from .preprocessing import Scaler, stratified_split
 from .training import History, Trainer, TrainingDiverged, fit
 
 __version__ = "0.1.0"
 __all__ = [
-    "MLP", "fit", "Trainer", "History", "TrainingDiverged", "Scaler", "stratified_split",
-    "Device", "DeviceUnavailableError", "get_device", "load_mnist", "save", "load",
-    "__version__",
+    "MLP", "Sequential", "fit", "Trainer", "History", "TrainingDiverged", "Scaler",
+    "stratified_split", "Device", "DeviceUnavailableError", "get_device", "load_mnist", "save",
+    "load", "gradcheck", "GradcheckError", "__version__",
 ]
 
 

@@ -1,38 +1,41 @@
-"""Save and load an :class:`~xpnet.network.MLP` (and optional training state) as one ``.npz`` file.
+"""Save and load a network (and optional training state) as one ``.npz`` file.
 
-File format (``format_version`` 1): an uncompressed NumPy ``.npz`` (a zip of ``.npy`` files)
+File format (``format_version`` 2): an uncompressed NumPy ``.npz`` (a zip of ``.npy`` files)
 holding only plain numeric and unicode arrays, so it loads with ``allow_pickle=False``:
 
     __meta__               0-d unicode array: a JSON object with
                              format            "xpnet-checkpoint"
-                             format_version    1
-                             config            MLP.config(), the constructor arguments
+                             format_version    2
+                             architecture      "MLP" or "Sequential"
+                             config            the network's config(): MLP's constructor
+                                               arguments, or Sequential's layer list
                              xpnet_version     the xpnet that wrote the file
                              saved_from_device e.g. "cpu" or "cuda:0" (informative only)
                              training          the JSON part of the training state, or null
-    W0, b0, W1, b1, ...    layer weights (n_out, n_in) and biases (n_out,), in the net's dtype
-    bn_gamma0, ...         batch-norm scales, one per hidden layer (only with batch_norm)
-    bn_running_mean0, ...  batch-norm running means (only with batch_norm)
-    bn_running_var0, ...   batch-norm running variances (only with batch_norm)
-    train/<name>           the arrays of the training state (optimizer moments, RNG state, ...)
+    0.weight, 0.bias, ...  every entry of ``net.state_dict()``, under torch.nn.Sequential's
+                           names: parameters and batch-norm running statistics
+    train/<name>           the arrays of the training state (optimizer moments, best epoch...)
+
+Format 1 (the first release) named the arrays ``W0, b0, ..., bn_gamma0, bn_running_mean0,
+bn_running_var0`` and keyed optimizer state by position; it is still read, and converted to
+format-2 names on load (:func:`_upgrade_v1`), so old checkpoints predict and resume as before.
 
 Arrays are stored as host NumPy arrays, so a checkpoint written on a GPU loads on the CPU and
-the other way round. Writes are atomic: the file is written to a temporary file in the same
-directory, flushed to disk and then renamed onto the target, so a failed save leaves the
-previous checkpoint untouched. Every problem is reported as a :class:`CheckpointError`.
+the other way round. Writes go through :func:`xpnet.io.atomic_write` (a temporary file in the
+same directory, fsync, rename), so a failed save leaves the previous checkpoint untouched.
+Every problem is reported as a :class:`CheckpointError`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .network import MLP
+from .io import atomic_write
+from .network import MLP, Sequential
 
 __all__ = [
     "CheckpointError", "save", "load", "load_checkpoint", "nest_states", "sub_state", "FORMAT",
@@ -40,10 +43,11 @@ __all__ = [
 ]
 
 FORMAT = "xpnet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_KEY = "__meta__"
 TRAIN_PREFIX = "train/"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
+_ARCHITECTURES = {"MLP": MLP, "Sequential": Sequential}
 
 
 class CheckpointError(ValueError):
@@ -56,32 +60,13 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _param_names(config: dict) -> dict[str, tuple[int, ...]]:
-    """The array names a checkpoint of ``config`` must hold, with their shapes."""
-    sizes = config["layer_sizes"]
-    shapes = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
-        shapes[f"W{i}"] = (n_out, n_in)
-        shapes[f"b{i}"] = (n_out,)
-    if config.get("batch_norm"):
-        for i, n in enumerate(sizes[1:-1]):
-            for kind in ("bn_gamma", "bn_running_mean", "bn_running_var"):
-                shapes[f"{kind}{i}"] = (n,)
-    return shapes
-
-
 # ---------------------------------------------------------------------------------------- save
-def _collect(net: MLP, training_state, target: Path) -> dict[str, np.ndarray]:
+def _collect(net: Sequential, training_state, target: Path) -> dict[str, np.ndarray]:
     """Everything that goes into the file, as host arrays keyed by their names in the file."""
     from . import __version__  # noqa: PLC0415  (late: xpnet/__init__ may import this module)
 
     to_numpy = net.device.to_numpy
-    arrays: dict[str, np.ndarray] = {}
-    for i, (W, b) in enumerate(net.params):
-        arrays[f"W{i}"], arrays[f"b{i}"] = to_numpy(W), to_numpy(b)
-    for kind in ("bn_gamma", "bn_running_mean", "bn_running_var"):
-        for i, a in enumerate(getattr(net, kind)):
-            arrays[f"{kind}{i}"] = to_numpy(a)
+    arrays: dict[str, np.ndarray] = net.state_dict()
 
     training_json = None
     if training_state is not None:
@@ -108,6 +93,7 @@ def _collect(net: MLP, training_state, target: Path) -> dict[str, np.ndarray]:
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "architecture": "MLP" if isinstance(net, MLP) else "Sequential",
         "config": net.config(),
         "xpnet_version": __version__,
         "saved_from_device": net.device.name,
@@ -125,7 +111,7 @@ def _collect(net: MLP, training_state, target: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save(net: MLP, path, training_state=None) -> Path:
+def save(net: Sequential, path, training_state=None) -> Path:
     """Write ``net`` (and ``training_state``, if given) atomically to the ``.npz`` file ``path``.
 
     ``training_state`` is ``{"json": dict, "arrays": {name: array}}``; the arrays may live on the
@@ -133,17 +119,10 @@ def save(net: MLP, path, training_state=None) -> Path:
     Raises :class:`CheckpointError` on any failure, with ``path`` left as it was before.
     """
     target = Path(path)
-    tmp = None
     try:
         arrays = _collect(net, training_state, target)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(target, "wb") as f:
             np.savez(f, **arrays)  # a file object, so savez appends no ".npz" to the name
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates files readable only by their owner
-        os.replace(tmp, target)
-        tmp = None
     except CheckpointError:
         raise
     except Exception as exc:
@@ -151,22 +130,7 @@ def save(net: MLP, path, training_state=None) -> Path:
             f"could not save checkpoint {target} ({_cause(exc)}); the file there, if any, was left "
             f"unchanged: check that the directory exists, is writable and has free space."
         ) from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    _fsync_dir(target.parent)
     return target
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; skipped where a directory cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------- load
@@ -227,7 +191,10 @@ def _read_meta(npz, path: Path) -> dict:
             f"reads up to {FORMAT_VERSION}); upgrade xpnet to load it."
         )
     config = meta.get("config")
-    if not isinstance(config, dict) or not isinstance(config.get("layer_sizes"), list):
+    architecture = meta.get("architecture", "MLP")
+    needs = "layer_sizes" if architecture == "MLP" else "layers"
+    if architecture not in _ARCHITECTURES or not isinstance(config, dict) \
+            or not isinstance(config.get(needs), list):
         raise CheckpointError(
             f"checkpoint {path} has no valid network config in its {META_KEY}; restore it from a "
             f"backup or re-save it."
@@ -262,7 +229,7 @@ def _open(path: Path):
 
 
 def load_checkpoint(path, device="auto", expect_layers=None):
-    """Load a checkpoint written by :func:`save`.
+    """Load a checkpoint written by :func:`save` (format 2, or format 1 of the first release).
 
     Args:
         path: the ``.npz`` file.
@@ -279,30 +246,43 @@ def load_checkpoint(path, device="auto", expect_layers=None):
     with _open(path) as npz:
         meta = _read_meta(npz, path)
         config = meta["config"]
-        if expect_layers is not None and list(expect_layers) != config["layer_sizes"]:
+        architecture = meta.get("architecture", "MLP")
+        sizes = config.get("layer_sizes")
+        if expect_layers is not None and sizes is None:
             raise CheckpointError(
-                f"checkpoint {path} holds a network with layer_sizes {config['layer_sizes']} but "
+                f"checkpoint {path} holds a {architecture} network, not an MLP with "
+                f"layer_sizes {list(expect_layers)}; pick an MLP checkpoint."
+            )
+        if expect_layers is not None and list(expect_layers) != sizes:
+            raise CheckpointError(
+                f"checkpoint {path} holds a network with layer_sizes {sizes} but "
                 f"layer_sizes {list(expect_layers)} were requested; pick a matching checkpoint "
                 f"or change the requested layer sizes."
             )
         try:
-            shapes = _param_names(config)
-        except (TypeError, ValueError) as exc:
-            raise _corrupt(path, exc) from exc
+            cls = _ARCHITECTURES[architecture]
+            net = MLP(**config, device=device) if cls is MLP else \
+                Sequential.from_config(config, device=device)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} has an invalid network config ({_cause(exc)}); restore it "
+                f"from a backup or re-save it."
+            ) from exc
+        expected = {name: a.shape for name, a in net.state_dict().items()}
+        renames = _v1_names(net) if meta["format_version"] == 1 else {n: n for n in expected}
         arrays = {}
-        for name, shape in shapes.items():
-            if name not in npz.files:
+        for stored, name in renames.items():
+            if stored not in npz.files:
                 raise CheckpointError(
-                    f"checkpoint {path} lacks the array {name!r} that its config needs; the file "
-                    f"is incomplete: restore it from a backup or re-save it."
+                    f"checkpoint {path} lacks the array {stored!r} that its config needs; the "
+                    f"file is incomplete: restore it from a backup or re-save it."
                 )
-            a = _read(npz, name, path)
-            if a.shape != shape or a.dtype.kind not in "fiu":
+            a = _read(npz, stored, path)
+            if a.shape != expected[name] or a.dtype.kind not in "fiu":
                 raise CheckpointError(
-                    f"checkpoint {path} has array {name!r} of shape {a.shape} and dtype {a.dtype} "
-                    f"but its config (layer_sizes {config['layer_sizes']}) needs a float array of "
-                    f"shape {shape}; the file is inconsistent: restore it from a backup or "
-                    f"re-save it."
+                    f"checkpoint {path} has array {stored!r} of shape {a.shape} and dtype "
+                    f"{a.dtype} but its config needs a float array of shape {expected[name]}; "
+                    f"the file is inconsistent: restore it from a backup or re-save it."
                 )
             arrays[name] = a
         train_arrays = {
@@ -311,25 +291,82 @@ def load_checkpoint(path, device="auto", expect_layers=None):
             if name.startswith(TRAIN_PREFIX)
         }
 
-    try:
-        net = MLP(**config, device=device)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} has an invalid network config ({_cause(exc)}); restore it from a "
-            f"backup or re-save it."
-        ) from exc
-    net.set_params([(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(net.n_layers)])
-    for kind in ("bn_gamma", "bn_running_mean", "bn_running_var"):
-        for i, dst in enumerate(getattr(net, kind)):  # in place: optimizers may hold references
-            dst[...] = net.device.send(arrays[f"{kind}{i}"], net.dtype)
-
+    # Parameters absent from a v1 file (the Linear bias before a batch norm) keep their zeros.
+    net.load_state_dict(arrays, strict=meta["format_version"] > 1)
     training = meta.get("training")
     if training is None and not train_arrays:
         return net, None
-    return net, {"json": training if training is not None else {}, "arrays": train_arrays}
+    state = {"json": training if training is not None else {}, "arrays": train_arrays}
+    if meta["format_version"] == 1:
+        _upgrade_v1(net, state)
+    return net, state
 
 
-def load(path, device="auto", expect_layers=None) -> MLP:
+# ------------------------------------------------------------------------- format 1
+def _v1_names(net) -> dict[str, str]:
+    """Format-1 array names of an MLP mapped to their format-2 (state-dict) names. In format 1
+    the Linear bias of a batch-normalised layer served as the batch norm's beta."""
+    index = {id(layer): i for i, layer in enumerate(net.layers)}
+    names = {}
+    for l, lin in enumerate(net.linears):
+        i = index[id(lin)]
+        names[f"W{l}"] = f"{i}.weight"
+        hidden = l < net.n_layers - 1
+        if net.batch_norm and hidden:
+            names[f"b{l}"] = f"{i + 1}.bias"
+            names[f"bn_gamma{l}"] = f"{i + 1}.weight"
+            names[f"bn_running_mean{l}"] = f"{i + 1}.running_mean"
+            names[f"bn_running_var{l}"] = f"{i + 1}.running_var"
+        else:
+            names[f"b{l}"] = f"{i}.bias"
+    return names
+
+
+def _v1_order(net) -> list[str]:
+    """Format-2 names in format 1's positional order: ``W0, b0, W1, b1, ..., gamma0, ...``
+    for parameters, then running means, then running variances (the trainer's ``best/i``)."""
+    v1 = _v1_names(net)
+    L, hidden = net.n_layers, range(net.n_layers - 1) if net.batch_norm else range(0)
+    order = [v1[f"{p}{l}"] for l in range(L) for p in ("W", "b")]
+    order += [v1[f"bn_gamma{l}"] for l in hidden]
+    order += [v1[f"bn_running_mean{l}"] for l in hidden]
+    return order + [v1[f"bn_running_var{l}"] for l in hidden]
+
+
+_V1_OPT = re.compile(r"^(?P<prefix>(?:.*/)?opt/)(?P<state>[a-z_]+?)(?P<i>\d+)$")
+_V1_BEST = re.compile(r"^(?P<prefix>(?:.*/)?best/)(?P<i>\d+)$")
+
+
+def _upgrade_v1(net, state) -> None:
+    """Rename a format-1 trainer state's positional arrays (``opt/m3``, ``best/7``) to format
+    2's names (``opt/m/2.weight``, ``best/2.weight``) in place, zero-filling what format 1 did
+    not have (moments of the Linear bias before a batch norm), and mark it format 2."""
+    order = _v1_order(net)
+    shapes = {name: a.shape for name, a in net.state_dict().items()}
+    arrays, renamed, prefixes = state["arrays"], {}, set()
+    for key, value in arrays.items():
+        opt, best = _V1_OPT.match(key), _V1_BEST.match(key)
+        if opt and int(opt["i"]) < len(order):
+            renamed[f"{opt['prefix']}{opt['state']}/{order[int(opt['i'])]}"] = value
+            prefixes.add((opt["prefix"], opt["state"]))
+        elif best and int(best["i"]) < len(order):
+            renamed[f"{best['prefix']}{order[int(best['i'])]}"] = value
+            prefixes.add((best["prefix"], None))
+        else:
+            renamed[key] = value
+    params = [name for name, _ in net.named_parameters()]
+    for prefix, kind in prefixes:
+        for name in params if kind else shapes:
+            key = f"{prefix}{kind}/{name}" if kind else f"{prefix}{name}"
+            renamed.setdefault(key, np.zeros(shapes[name]))
+    state["arrays"] = renamed
+    for part in [state["json"], *state["json"].values()]:
+        if isinstance(part, dict) and isinstance(part.get("trainer"), dict) \
+                and part["trainer"].get("format") == 1:
+            part["trainer"]["format"] = 2
+
+
+def load(path, device="auto", expect_layers=None) -> Sequential:
     """Load only the network from a checkpoint; see :func:`load_checkpoint`."""
     return load_checkpoint(path, device=device, expect_layers=expect_layers)[0]
 

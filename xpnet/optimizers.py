@@ -1,24 +1,53 @@
 """Optimizers and learning-rate schedules.
 
-Every optimizer updates its parameters in place, keeps its state on the parameters' device, and
-uses one scratch buffer per parameter so a step allocates nothing. With ``g`` the gradient and
-``lr`` the current learning rate (PyTorch's conventions, so results match ``torch.optim``):
+An optimizer updates a :class:`~xpnet.parameters.FlatParameters`: every parameter of a network
+is a view into one flat 1-D buffer ``params.data`` and every gradient a view, laid out the same
+way, into ``params.grad``. The optimizer's state (``state[state_name]``) is one more flat
+buffer per state name with that same layout, and it owns one flat scratch buffer. So a step is
+a handful of whole-buffer ufunc calls, all writing in place through ``out=``, whatever the
+number of layers: it allocates nothing, launches a fixed number of kernels on a GPU (instead of
+a few per array), and a data-parallel all-reduce of the gradients before it is a single call.
+Per-parameter state is still addressed by name (``named_state()``, ``state_dict()`` keys such
+as ``"m/0.weight"``) through views of the flat state buffers.
+
+With ``g`` the gradient and ``lr`` the current learning rate (PyTorch's conventions, so results
+match ``torch.optim``); ``t`` counts steps, starting at 1 for the first:
 
     gd / sgd:   p -= lr * g
     momentum:   v = mu * v + g;             p -= lr * v
     nesterov:   v = mu * v + g;             p -= lr * (g + mu * v)
-    adam:       m = b1 m + (1 - b1) g;      v = b2 v + (1 - b2) g^2;     t += 1
+    adam:       m = b1 m + (1 - b1) g;      v = b2 v + (1 - b2) g^2
                 p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    adamw:      p *= 1 - lr * wd            (decoupled weight decay, before the adam update;
+                                             with decay_all=False only for names not in
+                                             params.no_decay: biases and norm parameters)
+                then the adam update
+    rmsprop:    s = a s + (1 - a) g^2;      d = sqrt(s) + eps
+                momentum == 0:  p -= lr * g / d
+                momentum  > 0:  b = mu * b + g / d;   p -= lr * b
 
 ``gd`` and ``sgd`` are the same update; the name only says whether the trainer feeds it the full
-batch or mini-batches.
+batch or mini-batches. Bias corrections and the decay factor are host scalars, computed once per
+step. ``lr`` is a plain attribute: the trainer assigns ``opt.lr = schedule(...)`` before each
+step.
+
+Adding an optimizer is one :class:`Optimizer` subclass (explicit keyword hyperparameters, each
+stored as the attribute of the same name, and a ``step``) plus one line in :data:`OPTIMIZERS`.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import sys
+
+from .parameters import FlatParameters
+
+__all__ = [
+    "GD", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "Optimizer",
+    "OPTIMIZERS", "make_optimizer", "optimizer_options", "Schedule", "SCHEDULES",
+]
 
 
 def _array_module(array):
@@ -35,126 +64,182 @@ def _check_lr(lr):
     return float(lr)
 
 
-def _zeros_like(a):
-    out = a.copy()  # same array module, device and dtype as the parameter
-    out[...] = 0
-    return out
+def _is_number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_unit(label, x):
+    """A hyperparameter in [0, 1) (betas, momentum, alpha)."""
+    if not _is_number(x) or not 0 <= x < 1:
+        raise ValueError(f"{label} must be a number in [0, 1); got {x!r}")
+    return float(x)
+
+
+def _check_eps(x):
+    if not _is_number(x) or not (math.isfinite(x) and x > 0):
+        raise ValueError(f"eps must be a finite number > 0; got {x!r}")
+    return float(x)
+
+
+def _flat_parameters(params) -> FlatParameters:
+    flat = params if isinstance(params, FlatParameters) else getattr(params, "flat", None)
+    if not isinstance(flat, FlatParameters):
+        raise TypeError(
+            "an optimizer needs a FlatParameters (or a network whose .flat is one), not "
+            f"{type(params).__name__}; wrap separate arrays with FlatParameters.from_arrays"
+        )
+    return flat
 
 
 class Optimizer:
-    """Base class: ``step(grads)`` updates ``params`` (lists of same-shaped arrays) in place."""
+    """Base class; also plain gradient descent. ``step()`` reads ``params.grad`` and updates
+    ``params.data`` in place.
+
+    Args:
+        params: a :class:`FlatParameters`, or any object (a network) whose ``.flat`` is one.
+        lr: learning rate; ``None`` takes the class's ``default_lr``.
+
+    Attributes:
+        lr: the learning rate of the next step (assign to change it).
+        t: steps taken.
+        params: the :class:`FlatParameters` being updated.
+        state: ``{state_name: flat array}`` laid out like ``params.data``, on its device.
+    """
 
     name = "gd"
+    default_lr = 0.1
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, params, lr=0.01):
-        self.params = list(params)
-        self.lr = _check_lr(lr)
+    def __init__(self, params, lr=None, **hyper):
+        if hyper:  # subclasses pass on whatever their signature did not take
+            raise ValueError(_unknown_options_message(type(self), hyper))
+        self.params = _flat_parameters(params)
+        self.lr = _check_lr(self.default_lr if lr is None else lr)
         self.t = 0
-        self.state = {name: [_zeros_like(p) for p in self.params] for name in self.state_names}
-        self._scratch = [p.copy() for p in self.params]
-        self.xp = _array_module(self.params[0]) if self.params else None
+        self.xp = _array_module(self.params.data)
+        self.state = {s: self.params.zeros() for s in self.state_names}
+        self._named_views = {s: self.params.views(a) for s, a in self.state.items()}
+        self._scratch = self.params.zeros()
 
-    def step(self, grads) -> None:
+    def step(self) -> None:
         self.t += 1
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            self._update(i, p, g, self._scratch[i])
-
-    def _update(self, i, p, g, tmp):
-        self.xp.multiply(g, -self.lr, out=tmp)
-        p += tmp
+        tmp = self._scratch
+        self.xp.multiply(self.params.grad, -self.lr, out=tmp)
+        self.params.data += tmp
 
     def hyperparameters(self) -> dict:
-        return {"lr": self.lr}
+        """``{"lr": lr, option: value, ...}``: the constructor's options, JSON-able."""
+        return {"lr": self.lr, **{k: getattr(self, k) for k in optimizer_options(type(self))[1:]}}
+
+    def named_state(self) -> dict:
+        """``{param_name: {state_name: view}}``; the views share memory with :attr:`state`."""
+        return {p: {s: views[p] for s, views in self._named_views.items()}
+                for p in self.params.names}
 
     def state_dict(self) -> dict:
-        """``{"json": {...}, "arrays": {name: array}}`` for checkpoints."""
-        arrays = {f"{name}{i}": a for name, lst in self.state.items() for i, a in enumerate(lst)}
+        """``{"json": {"name", "t", **hyperparameters}, "arrays": {"state/param": view}}`` for
+        checkpoints (the arrays are views: copy them out to keep a snapshot)."""
+        arrays = {f"{s}/{p}": v for s, views in self._named_views.items()
+                  for p, v in views.items()}
         return {"json": {"name": self.name, "t": self.t, **self.hyperparameters()},
                 "arrays": arrays}
 
     def load_state_dict(self, state, send) -> None:
-        """Restore from :meth:`state_dict`; ``send`` moves host arrays to the device."""
-        if state["json"].get("name") != self.name:
-            raise ValueError(
-                f"optimizer state is for {state['json'].get('name')!r}, not {self.name!r}"
-            )
-        self.t = int(state["json"]["t"])
-        for name, lst in self.state.items():
-            for i, a in enumerate(lst):
-                a[...] = send(state["arrays"][f"{name}{i}"])
+        """Restore ``t`` and the state arrays from :meth:`state_dict` output (the
+        hyperparameters stay the constructor's); ``send`` moves a host array to the device.
+        Everything is checked before anything is written."""
+        meta, arrays = state.get("json", {}), state.get("arrays", {})
+        if meta.get("name") != self.name:
+            raise ValueError(f"optimizer state is for {meta.get('name')!r}, not {self.name!r}")
+        t = meta.get("t")
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
+            raise ValueError(f"{self.name} optimizer state has a bad step count t={t!r}")
+        expected = self.state_dict()["arrays"]
+        for key, dst in expected.items():
+            if key not in arrays:
+                raise ValueError(f"{self.name} optimizer state has no array {key!r} (it was "
+                                 "saved for another network or other optimizer settings)")
+            shape = tuple(getattr(arrays[key], "shape", ()))
+            if shape != dst.shape:
+                raise ValueError(f"{self.name} optimizer state array {key!r} has shape {shape}, "
+                                 f"but the parameter has shape {dst.shape}")
+        extra = sorted(set(arrays) - set(expected))
+        if extra:
+            raise ValueError(f"{self.name} optimizer state has unexpected arrays {extra} (it was "
+                             "saved for another network or other optimizer settings)")
+        for key, dst in expected.items():
+            dst[...] = send(arrays[key])
+        self.t = int(t)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args}, t={self.t})"
 
 
 class GD(Optimizer):
     name = "gd"
+    default_lr = 0.1
 
 
 class SGD(Optimizer):
     name = "sgd"
+    default_lr = 0.1
 
 
 class Momentum(Optimizer):
     name = "momentum"
+    default_lr = 0.05
     state_names = ("velocity",)
 
-    def __init__(self, params, lr=0.01, momentum=0.9):
-        if not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
-        self.momentum = float(momentum)
-        super().__init__(params, lr)
+    def __init__(self, params, lr=None, momentum=0.9, **unknown):
+        self.momentum = _check_unit("momentum", momentum)
+        super().__init__(params, lr, **unknown)
 
-    def hyperparameters(self):
-        return {"lr": self.lr, "momentum": self.momentum}
-
-    def _update(self, i, p, g, tmp):
-        v = self.state["velocity"][i]
+    def step(self) -> None:
+        self.t += 1
+        g, v, tmp = self.params.grad, self.state["velocity"], self._scratch
         v *= self.momentum
         v += g
         self.xp.multiply(v, -self.lr, out=tmp)
-        p += tmp
+        self.params.data += tmp
 
 
 class Nesterov(Momentum):
     name = "nesterov"
 
-    def _update(self, i, p, g, tmp):
-        v = self.state["velocity"][i]
+    def step(self) -> None:
+        self.t += 1
+        g, v, tmp = self.params.grad, self.state["velocity"], self._scratch
         v *= self.momentum
         v += g
         self.xp.multiply(v, self.momentum, out=tmp)
         tmp += g
         tmp *= -self.lr
-        p += tmp
+        self.params.data += tmp
 
 
 class Adam(Optimizer):
+    """Adam. ``default_lr`` is 2e-3, xpnet's tuned value for its MNIST MLP (``torch.optim.Adam``
+    defaults to 1e-3)."""
+
     name = "adam"
+    default_lr = 2e-3
     state_names = ("m", "v")
 
-    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
-        for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not isinstance(beta, numbers.Real) or not 0 <= beta < 1:
-                raise ValueError(f"{label} must be in [0, 1); got {beta!r}")
-        if not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"eps must be > 0; got {eps!r}")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        super().__init__(params, lr)
+    def __init__(self, params, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, **unknown):
+        self.beta1 = _check_unit("beta1", beta1)
+        self.beta2 = _check_unit("beta2", beta2)
+        self.eps = _check_eps(eps)
+        super().__init__(params, lr, **unknown)
 
-    def hyperparameters(self):
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
-
-    def step(self, grads) -> None:
+    def step(self) -> None:
         self.t += 1
-        # Bias corrections are host scalars, computed once per step rather than per parameter.
-        self._step_size = -self.lr / (1 - self.beta1**self.t)
-        self._denom_scale = 1.0 / math.sqrt(1 - self.beta2**self.t)
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            self._update(i, p, g, self._scratch[i])
-
-    def _update(self, i, p, g, tmp):
-        # 13 in-place passes (ufuncs writing into ``tmp`` instead of copy-then-modify).
-        xp = self.xp
-        m, v = self.state["m"][i], self.state["v"][i]
+        # Bias corrections are host scalars, computed once per step.
+        step_size = -self.lr / (1 - self.beta1**self.t)
+        denom_scale = 1.0 / math.sqrt(1 - self.beta2**self.t)
+        # 12 whole-buffer in-place passes (ufuncs writing into ``tmp``, no temporaries).
+        xp, g, tmp = self.xp, self.params.grad, self._scratch
+        m, v = self.state["m"], self.state["v"]
         m *= self.beta1
         xp.multiply(g, 1 - self.beta1, out=tmp)
         m += tmp
@@ -162,13 +247,94 @@ class Adam(Optimizer):
         xp.multiply(g, g, out=tmp)
         tmp *= 1 - self.beta2
         v += tmp
-        # tmp = sqrt(v) / sqrt(1 - b2^t) + eps; then p += step_size * m / tmp
+        # step_size * m / (sqrt(v) * s + eps) = (step_size / s) * m / (sqrt(v) + eps / s), with
+        # s = denom_scale: one pass fewer than scaling sqrt(v) first.
         xp.sqrt(v, out=tmp)
-        tmp *= self._denom_scale
-        tmp += self.eps
+        tmp += self.eps / denom_scale
         xp.divide(m, tmp, out=tmp)
-        tmp *= self._step_size
-        p += tmp
+        tmp *= step_size / denom_scale
+        self.params.data += tmp
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as ``torch.optim.AdamW``: ``p *= 1 - lr * weight_decay``
+    before the Adam update. With ``decay_all=False`` the names in ``params.no_decay`` (biases and
+    normalisation parameters) are left alone: the decayed names are merged, at construction,
+    into contiguous runs of the flat buffer and the multiply is applied per run.
+    ``default_lr`` is 2e-3 as for :class:`Adam` (torch's is 1e-3)."""
+
+    name = "adamw"
+    default_lr = 2e-3
+
+    def __init__(self, params, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
+                 decay_all=True, **unknown):
+        if not _is_number(weight_decay) or not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay!r}")
+        if not isinstance(decay_all, bool):
+            raise ValueError(f"decay_all must be True or False; got {decay_all!r}")
+        self.weight_decay, self.decay_all = float(weight_decay), decay_all
+        super().__init__(params, lr, beta1, beta2, eps, **unknown)
+        self._decay_runs = [self.params.data[s] for s in self._decayed_slices()]
+
+    def _decayed_slices(self) -> list[slice]:
+        if self.weight_decay == 0:
+            return []
+        if self.decay_all:
+            return [slice(0, self.params.size)]
+        runs: list[slice] = []
+        for name, s in self.params.slices.items():
+            if name in self.params.no_decay or s.stop == s.start:
+                continue
+            if runs and runs[-1].stop == s.start:
+                runs[-1] = slice(runs[-1].start, s.stop)
+            else:
+                runs.append(s)
+        return runs
+
+    def step(self) -> None:
+        if self._decay_runs:
+            factor = 1.0 - self.lr * self.weight_decay
+            for run in self._decay_runs:
+                run *= factor
+        super().step()
+
+
+class RMSprop(Optimizer):
+    """RMSprop as ``torch.optim.RMSprop`` (not centered, no weight decay). State
+    ``"square_avg"``, plus ``"momentum_buffer"`` only when ``momentum > 0``. ``default_lr`` is
+    1e-3, xpnet's choice for its MNIST MLP: torch's default of 1e-2 is too high for it."""
+
+    name = "rmsprop"
+    default_lr = 1e-3
+    state_names = ("square_avg",)
+
+    def __init__(self, params, lr=None, alpha=0.99, eps=1e-8, momentum=0.0, **unknown):
+        self.alpha = _check_unit("alpha", alpha)
+        self.eps = _check_eps(eps)
+        self.momentum = _check_unit("momentum", momentum)
+        if self.momentum > 0:
+            self.state_names = ("square_avg", "momentum_buffer")
+        super().__init__(params, lr, **unknown)
+
+    def step(self) -> None:
+        self.t += 1
+        xp, g, tmp = self.xp, self.params.grad, self._scratch
+        sq = self.state["square_avg"]
+        sq *= self.alpha
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - self.alpha
+        sq += tmp
+        xp.sqrt(sq, out=tmp)
+        tmp += self.eps
+        xp.divide(g, tmp, out=tmp)  # g / (sqrt(s) + eps)
+        if self.momentum > 0:
+            buf = self.state["momentum_buffer"]
+            buf *= self.momentum
+            buf += tmp
+            xp.multiply(buf, -self.lr, out=tmp)
+        else:
+            tmp *= -self.lr
+        self.params.data += tmp
 
 
 OPTIMIZERS = {
@@ -177,20 +343,43 @@ OPTIMIZERS = {
     "momentum": Momentum,
     "nesterov": Nesterov,
     "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
 }
 
 
-def make_optimizer(name, params, lr, **kwargs) -> Optimizer:
-    """Build an optimizer by name; extra keyword arguments go to its constructor."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
-    cls = OPTIMIZERS[name]
-    if cls in (GD, SGD):
-        kwargs = {}
-    elif cls in (Momentum, Nesterov):
-        kwargs = {k: v for k, v in kwargs.items() if k == "momentum"}
-    else:
-        kwargs = {k: v for k, v in kwargs.items() if k in ("beta1", "beta2", "eps")}
+def _optimizer_class(name_or_class):
+    if isinstance(name_or_class, type) and issubclass(name_or_class, Optimizer):
+        return name_or_class
+    if not isinstance(name_or_class, str) or name_or_class not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name_or_class!r}: choose one of "
+                         f"{', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name_or_class]
+
+
+def optimizer_options(name_or_class) -> tuple[str, ...]:
+    """The keyword options of an optimizer (a registry name or a class), ``"lr"`` first, read
+    from its constructor's signature: ``optimizer_options("momentum") == ("lr", "momentum")``."""
+    cls = _optimizer_class(name_or_class)
+    params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, params
+    return tuple(p.name for p in params
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def _unknown_options_message(cls, given) -> str:
+    names = ", ".join(repr(k) for k in given)
+    noun = "option" if len(given) == 1 else "options"
+    return (f"optimizer {cls.name!r} has no {noun} {names}; its options are: "
+            f"{', '.join(optimizer_options(cls))}")
+
+
+def make_optimizer(name, params, lr=None, **kwargs) -> Optimizer:
+    """Build an optimizer by registry name; keyword arguments go to its constructor as given,
+    and one it does not take is a ValueError naming the options it has."""
+    cls = _optimizer_class(name)
+    unknown = {k: v for k, v in kwargs.items() if k not in optimizer_options(cls)}
+    if unknown:
+        raise ValueError(_unknown_options_message(cls, unknown))
     return cls(params, lr, **kwargs)
 
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .network import MLP
-from .optimizers import OPTIMIZERS, Schedule, make_optimizer
+from .network import Sequential
+from .optimizers import Optimizer, Schedule, make_optimizer
 from .preprocessing import stratified_split
+from .progress import progress_bar
 
-TRAINER_FORMAT = 1
+TRAINER_FORMAT = 2  # 1: state arrays keyed by position (read by the v1 checkpoint converter)
 
 
 class TrainingDiverged(RuntimeError):
@@ -122,12 +123,14 @@ def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
 
 
 class Trainer:
-    """Trains an :class:`~xpnet.network.MLP` in place.
+    """Trains a network (:class:`~xpnet.network.Sequential` or :class:`~xpnet.MLP`) in place.
 
     Args:
         net: the network.
-        optimizer: ``gd`` | ``sgd`` | ``momentum`` | ``nesterov`` | ``adam``.
-        lr: base learning rate.
+        optimizer: a name in :data:`~xpnet.optimizers.OPTIMIZERS` (``gd`` | ``sgd`` |
+            ``momentum`` | ``nesterov`` | ``adam`` | ``adamw`` | ``rmsprop``) or an
+            :class:`~xpnet.optimizers.Optimizer` subclass.
+        lr: base learning rate; ``None`` takes the optimizer's ``default_lr``.
         epochs: total epochs (a resumed run continues up to this many).
         batch_size: ``None`` for full-batch gradient descent, else the mini-batch size.
         schedule: ``constant`` | ``step`` (x ``gamma`` every ``step_size`` epochs) | ``cosine``
@@ -143,51 +146,60 @@ class Trainer:
         progress: show a tqdm bar (samples/s) when tqdm is installed.
         callback: ``callback(trainer, record)`` after each epoch; a true return value stops
             training cleanly after that epoch (``history.interrupted``).
+        **optimizer_options: passed to the optimizer's constructor as they are (e.g.
+            ``momentum=0.8``, ``beta2=0.99``, ``weight_decay=0.05``); an option the optimizer
+            does not take is a ``ValueError`` naming the ones it does.
     """
 
-    def __init__(self, net: MLP, optimizer="adam", lr=1e-3, epochs=10, batch_size=None,
-                 schedule="constant", step_size=None, gamma=0.1, momentum=0.9, beta1=0.9,
-                 beta2=0.999, eps=1e-8, patience=0, min_delta=0.0, restore_best=None,
-                 seed=None, progress=False, callback=None, eval_batch_size=10000):
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}: choose one of "
-                             f"{', '.join(OPTIMIZERS)}")
+    def __init__(self, net: Sequential, optimizer="adam", lr=None, epochs=10, batch_size=None,
+                 schedule="constant", step_size=None, gamma=0.1, patience=0, min_delta=0.0,
+                 restore_best=None, seed=None, progress=False, callback=None,
+                 eval_batch_size=10000, **optimizer_options):
         self.net = net
         self.epochs = _positive_int("epochs", epochs)
         self.batch_size = _positive_int("batch_size", batch_size, allow_none=True)
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
             raise ValueError(f"patience must be a whole number >= 0 (0 = off); got {patience!r}")
-        if not isinstance(min_delta, numbers.Real) or min_delta < 0:
-            raise ValueError(f"min_delta must be >= 0; got {min_delta!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) \
+                or not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"min_delta must be a finite number >= 0; got {min_delta!r}")
         self.patience, self.min_delta = int(patience), float(min_delta)
         self.restore_best = self.patience > 0 if restore_best is None else bool(restore_best)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                                 or seed < 0):
+            raise ValueError(f"seed must be a whole number >= 0 or None; got {seed!r}")
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.progress, self.callback = progress, callback
         self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
-        self.schedule_args = {"kind": schedule, "lr": lr, "gamma": gamma,
+        self.optimizer = (optimizer(net, lr, **optimizer_options)
+                          if isinstance(optimizer, type) and issubclass(optimizer, Optimizer)
+                          else make_optimizer(optimizer, net, lr, **optimizer_options))
+        self.schedule_args = {"kind": schedule, "lr": self.optimizer.lr, "gamma": gamma,
                               "step_size": step_size or max(1, self.epochs // 3)}
         Schedule(total_steps=1, **self.schedule_args)  # validate now, not at the first step
-        self.optimizer = make_optimizer(optimizer, net.parameters(), lr, momentum=momentum,
-                                        beta1=beta1, beta2=beta2, eps=eps)
         self.history = History()
         self.epoch = 0  # epochs completed
         self.global_step = 0
         self.best_score = math.inf
         self.wait = 0
-        self._best = [a.copy() for a in self._state_arrays()]
+        self._best_params = net.flat.data.copy()
+        self._best_buffers = [a.copy() for a in net.buffers()]
 
     # ------------------------------------------------------------------ state
-    def _state_arrays(self):
-        """Everything that defines the model: parameters plus batch-norm running statistics."""
-        return self.net.parameters() + self.net.buffers()
-
     def _snapshot_best(self):
-        for dst, src in zip(self._best, self._state_arrays()):
+        self._best_params[...] = self.net.flat.data
+        for dst, src in zip(self._best_buffers, self.net.buffers()):
             dst[...] = src
 
     def _restore_best(self):
-        for dst, src in zip(self._state_arrays(), self._best):
+        self.net.flat.data[...] = self._best_params
+        for dst, src in zip(self.net.buffers(), self._best_buffers):
             dst[...] = src
+
+    def _best_named(self):
+        """The best-epoch snapshot as ``{name: array}`` (views), parameters then buffers."""
+        names = [name for name, _ in self.net.named_buffers()]
+        return self.net.flat.views(self._best_params) | dict(zip(names, self._best_buffers))
 
     def config(self) -> dict:
         return {"format": TRAINER_FORMAT, "optimizer": self.optimizer.name,
@@ -197,10 +209,11 @@ class Trainer:
                 "schedule": self.schedule_args, **self.optimizer.hyperparameters()}
 
     def state_dict(self) -> dict:
-        """``{"json": ..., "arrays": ...}``: everything needed to resume exactly."""
+        """``{"json": ..., "arrays": ...}``: everything needed to resume exactly. Arrays are
+        keyed by parameter name: ``opt/<state>/<name>`` and ``best/<name>``."""
         opt = self.optimizer.state_dict()
         arrays = {f"opt/{k}": v for k, v in opt["arrays"].items()}
-        arrays.update({f"best/{i}": a for i, a in enumerate(self._best)})
+        arrays.update({f"best/{name}": a for name, a in self._best_named().items()})
         return {
             "json": {"trainer": self.config(), "epoch": self.epoch,
                      "global_step": self.global_step, "best_score": self.best_score
@@ -219,6 +232,10 @@ class Trainer:
         if saved["optimizer"] != self.optimizer.name:
             raise ValueError(f"cannot resume: the checkpoint used the {saved['optimizer']} "
                              f"optimizer, this run asks for {self.optimizer.name}")
+        best = self._best_named()
+        missing = sorted(f"best/{name}" for name in best if f"best/{name}" not in arrays)
+        if missing:
+            raise ValueError(f"cannot resume: the run state lacks {', '.join(missing[:3])}")
         send = self.net.device.send
         self.seed = int(saved["seed"])
         self.epoch, self.global_step = int(js["epoch"]), int(js["global_step"])
@@ -229,8 +246,8 @@ class Trainer:
         self.optimizer.load_state_dict(
             {"json": js["optimizer"],
              "arrays": {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}}, send)
-        for i, dst in enumerate(self._best):
-            dst[...] = send(arrays[f"best/{i}"])
+        for name, dst in best.items():
+            dst[...] = send(arrays[f"best/{name}"])
 
     # ------------------------------------------------------------------ the loop
     def fit(self, X, y, X_val=None, y_val=None) -> History:
@@ -282,9 +299,9 @@ class Trainer:
                         Xb, yb = batches[idx.shape[0]]
                         dev.take_rows(X, idx, Xb)
                         dev.take_rows(y, idx, yb)
-                    loss = net._loss_and_grads(Xb, yb, correct=correct)
+                    loss = net.forward_backward(Xb, yb, correct=correct)
                     loss_sum += loss * Xb.shape[0]
-                    opt.step(net.gradients())
+                    opt.step()
                     self.global_step += 1
                     if bar is not None:
                         bar.update(Xb.shape[0])
@@ -308,13 +325,13 @@ class Trainer:
         """Collect the epoch's metrics with a single device-to-host copy."""
         parts = [loss_sum / n, correct / n]
         if has_val:
-            v_loss, v_correct = self.net._evaluate(X_val, y_val, self.eval_batch_size)
+            v_loss, v_correct = self.net.evaluate_device(X_val, y_val, self.eval_batch_size)
             m = X_val.shape[0]
             parts += [v_loss / m, v_correct / m]
         host = dev.to_numpy(xp.stack([xp.asarray(p, dtype=xp.float64) for p in parts]))
         seconds = time.perf_counter() - t0  # to_numpy synchronised the device
         nan = float("nan")
-        classify = self.net.output != "identity"
+        classify = self.net.head.is_classifier
         return {
             "epoch": e + 1,
             "loss": float(host[0]),
@@ -357,14 +374,8 @@ class Trainer:
         return False
 
     def _progress_bar(self, n):
-        if not self.progress:
-            return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=self.epochs * n, initial=self.epoch * n, unit="sample",
-                    unit_scale=True, desc="train", leave=False)
+        return progress_bar(self.progress, total=self.epochs * n, initial=self.epoch * n,
+                            unit="sample", unit_scale=True, desc="train", leave=False)
 
 
 def fit(net, X, y, epochs=10, lr=0.01, batch_size=None, optimizer="gd",
@@ -374,7 +385,9 @@ def fit(net, X, y, epochs=10, lr=0.01, batch_size=None, optimizer="gd",
     ``batch_size=None`` is full-batch gradient descent, as in the tutorials. With
     ``validation_fraction`` in (0, 1), a stratified, seeded split of ``(X, y)`` becomes the dev
     set (ignored when ``X_val`` is given). ``resume`` is a trainer state from a checkpoint.
-    Other keyword arguments go to :class:`Trainer`. The trainer is kept in ``net.trainer_``.
+    Other keyword arguments go to :class:`Trainer`, and through it to the optimizer (e.g.
+    ``fit(net, X, y, optimizer="adamw", lr=1e-3, weight_decay=0.05)``). ``lr=None`` takes the
+    optimizer's ``default_lr``. The trainer is kept in ``net.trainer_``.
     """
     trainer = Trainer(net, optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size,
                       **kwargs)

@@ -190,23 +190,29 @@ def make_pair():
     """``make_pair(sizes, dtype, seed=0, **mlp_kwargs) -> (cpu_net, gpu_net)``.
 
     Both nets are built with the same seed, so their initial weights (drawn on the host) are
-    identical; then both get the same random non-zero biases (and batch-norm scales), drawn on
-    the host and sent to each device, so no test runs at the special point b = 0, gamma = 1.
+    identical; then both get the same random non-zero biases (and batch-norm scales and shifts),
+    drawn on the host and sent to each device, so no test runs at the special point b = 0,
+    gamma = 1, beta = 0.
     """
 
     def make(sizes, dtype, seed=0, random_biases=True, **kwargs):
         from xpnet import MLP  # noqa: PLC0415
+        from xpnet.layers import BatchNorm1d  # noqa: PLC0415
 
         cpu = MLP(sizes, dtype=dtype, device="cpu", seed=seed, **kwargs)
         gpu = MLP(sizes, dtype=dtype, device="cuda", seed=seed, **kwargs)
         if random_biases:
             rng = np.random.default_rng(seed + 1000)
             host = [(to_host(W), rng.normal(0.0, 0.2, size=b.shape)) for W, b in cpu.params]
-            gammas = [1.0 + rng.normal(0.0, 0.2, size=g.shape) for g in cpu.bn_gamma]
+            bns = [layer for layer in cpu.layers if isinstance(layer, BatchNorm1d)]
+            gammas = [1.0 + rng.normal(0.0, 0.2, size=bn.num_features) for bn in bns]
+            betas = [rng.normal(0.0, 0.2, size=bn.num_features) for bn in bns]
             for net in (cpu, gpu):
                 net.set_params(host)
-                for dst, src in zip(net.bn_gamma, gammas):
-                    dst[...] = net.device.send(src, net.dtype)
+                norms = [layer for layer in net.layers if isinstance(layer, BatchNorm1d)]
+                for bn, gamma, beta in zip(norms, gammas, betas):
+                    bn.params["weight"][...] = net.device.send(gamma, net.dtype)
+                    bn.params["bias"][...] = net.device.send(beta, net.dtype)
         return cpu, gpu
 
     return make

@@ -1,4 +1,5 @@
-"""Losses on tiny hand-derived cases, L2, and numerical stability at huge logits.
+"""Output heads (xpnet/heads.py): losses on tiny hand-derived cases, L2, and numerical stability
+at huge logits.
 
 Many tests use a one-layer net with W = I and b = 0, so the logits equal X exactly and the loss
 is tested through the public API with values derived by hand in the comments.
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from xpnet import MLP
-from xpnet.losses import LOSSES, softmax, softmax_cross_entropy
+from xpnet.heads import HEADS, Head, SigmoidBCE, SoftmaxCrossEntropy, SquaredError, softmax
 
 LN2, LN3, LN4 = math.log(2.0), math.log(3.0), math.log(4.0)
 
@@ -70,14 +71,21 @@ def test_softmax_function():
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-15)
 
 
-@pytest.mark.parametrize("output", sorted(LOSSES))
+def head(output):
+    """A head from the registry, computing with NumPy (a network sets ``xp`` for its device)."""
+    h = HEADS[output]()
+    h.xp = np
+    return h
+
+
+@pytest.mark.parametrize("output", sorted(HEADS))
 def test_loss_functions_may_overwrite_their_input(output, rng):
     """``out=Z`` (what the net does) must give the same loss and dZ as a separate buffer."""
     Z = rng.standard_normal((5, 3))
     y = rng.integers(0, 3, 5) if output == "softmax" else (rng.random((5, 3)) < 0.5) * 1.0
-    loss_a, dZ_a = LOSSES[output](np, Z.copy(), y, out=None)
+    loss_a, dZ_a = head(output).loss_and_grad(Z.copy(), y, out=None)
     Z_alias = Z.copy()
-    loss_b, dZ_b = LOSSES[output](np, Z_alias, y, out=Z_alias)
+    loss_b, dZ_b = head(output).loss_and_grad(Z_alias, y, out=Z_alias)
     assert float(loss_a) == float(loss_b)
     np.testing.assert_array_equal(dZ_a, dZ_b)
 
@@ -213,7 +221,52 @@ def test_sigmoid_huge_float32_logits(s, strict):
 def test_softmax_ce_function_at_float32_extremes(strict):
     # The largest spread that float32 can represent: max - min = 2e38 < 3.4e38.
     Z = np.array([[1e38, -1e38, 0.0]], dtype=np.float32)
-    loss, dZ = softmax_cross_entropy(np, Z.copy(), np.array([2]))
+    loss, dZ = head("softmax").loss_and_grad(Z.copy(), np.array([2]))
     # logsumexp = 1e38 (the other terms vanish), minus z_2 = 0 -> 1e38, still finite in float32.
     assert np.isfinite(loss) and float(loss) == pytest.approx(1e38, rel=1e-6)
     np.testing.assert_array_equal(dZ, [[1.0, 0.0, -1.0]])
+
+
+# ------------------------------------------------------------------ the head objects
+def test_registry_names_and_kinds():
+    assert HEADS == {"softmax": SoftmaxCrossEntropy, "sigmoid": SigmoidBCE,
+                     "identity": SquaredError}
+    for name, cls in HEADS.items():
+        assert issubclass(cls, Head) and cls.name == name
+    assert SoftmaxCrossEntropy.is_classifier and SigmoidBCE.is_classifier
+    assert not SquaredError.is_classifier
+    assert SquaredError().count_correct(np.zeros((2, 2)), np.zeros((2, 2))) is None
+
+
+def test_softmax_head_predict_count_and_activate():
+    Z = np.array([[0.0, LN3], [2.0, 1.0], [-1.0, 5.0]])
+    h = head("softmax")
+    np.testing.assert_array_equal(h.predict(Z), [1, 0, 1])
+    assert int(h.count_correct(Z, np.array([1, 1, 1]))) == 2
+    loss = h.loss(Z.copy(), np.array([1, 0, 1]))
+    assert float(loss) == pytest.approx(float(h.loss_and_grad(Z.copy(), np.array([1, 0, 1]))[0]))
+    np.testing.assert_allclose(h.activate(Z.copy())[0], [0.25, 0.75], rtol=1e-15)
+
+
+def test_sigmoid_head_counts_a_sample_only_when_all_outputs_are_right():
+    Z = np.array([[1.0, -1.0], [1.0, 1.0], [-2.0, -3.0]])
+    Y = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    h = head("sigmoid")
+    np.testing.assert_array_equal(h.predict(Z), [[1, 0], [1, 1], [0, 0]])
+    assert int(h.count_correct(Z, Y)) == 2
+    np.testing.assert_allclose(h.activate(np.array([[0.0, LN3]])), [[0.5, 0.75]], rtol=1e-15)
+
+
+def test_a_head_instance_can_be_given_to_a_network():
+    from xpnet import Sequential
+    from xpnet.layers import Linear
+
+    net = Sequential([Linear(2, 2)], head=SquaredError(), dtype="float64", device="cpu", seed=0)
+    assert net.head.name == "identity" and net.head.xp is np
+    net.set_params([(np.eye(2), np.zeros(2))])
+    X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert net.loss_and_grads(X, np.zeros((2, 2)))[0] == pytest.approx(7.5, rel=1e-15)
+    with pytest.raises(ValueError, match="head must be an xpnet.heads.Head"):
+        Sequential([Linear(2, 2)], head=object(), device="cpu")
+    with pytest.raises(ValueError, match="unknown output 'softplus'"):
+        Sequential([Linear(2, 2)], head="softplus", device="cpu")

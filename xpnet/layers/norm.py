@@ -1,0 +1,89 @@
+"""Batch normalisation over the batch dimension, as ``torch.nn.BatchNorm1d``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+__all__ = ["BatchNorm1d"]
+
+
+class BatchNorm1d(Layer):
+    """Per feature ``j`` over the ``m`` samples of a training batch:
+
+        mu = mean_i x_ij      var = mean_i (x_ij - mu)^2             (biased, for normalising)
+        xhat = (x - mu) / sqrt(var + eps)        y = gamma * xhat + beta
+
+    and the running statistics move with ``momentum`` (PyTorch's convention):
+    ``running = (1 - momentum) * running + momentum * batch``, with the *unbiased* variance
+    ``var * m / (m - 1)`` for ``running_var``. Inference uses them instead of the batch's:
+    ``y = (x - running_mean) * gamma / sqrt(running_var + eps) + beta``.
+
+    Backward, from ``dy`` (m, n):
+
+        dgamma = sum_i dy * xhat      dbeta = sum_i dy
+        dx = gamma / sqrt(var + eps) * (dy - dbeta / m - xhat * dgamma / m)
+
+    Parameters ``weight`` (gamma, starts at 1) and ``bias`` (beta, starts at 0); buffers
+    ``running_mean`` (starts at 0) and ``running_var`` (starts at 1).
+    """
+
+    output_reusable = True  # a fresh buffer; backward reads the input (and xhat), not it
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self._xhat = self._inv_std = None
+
+    def parameter_shapes(self):
+        n = self.num_features
+        return {"weight": (n,), "bias": (n,)}
+
+    def no_decay(self):
+        return ("weight", "bias")
+
+    def initial_parameters(self, rng):
+        n = self.num_features
+        return {"weight": np.ones(n), "bias": np.zeros(n)}
+
+    def initial_buffers(self):
+        n = self.num_features
+        return {"running_mean": np.zeros(n), "running_var": np.ones(n)}
+
+    def config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    def forward(self, x, training=False):
+        xp = self.xp
+        gamma, beta = self.params["weight"], self.params["bias"]
+        if not training:
+            y = xp.subtract(x, self.buffers["running_mean"])
+            y *= gamma / xp.sqrt(self.buffers["running_var"] + self.eps)
+            y += beta
+            return y
+        m = x.shape[0]
+        mu = x.mean(axis=0)
+        var = x.var(axis=0)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        xhat = xp.subtract(x, mu, out=self.work("xhat", x.shape))
+        xhat *= inv_std
+        y = xp.multiply(xhat, gamma, out=self.work("y", x.shape))
+        y += beta
+        self._xhat, self._inv_std = xhat, inv_std
+        rm, rv, k = self.buffers["running_mean"], self.buffers["running_var"], self.momentum
+        rm *= 1 - k
+        rm += k * mu
+        rv *= 1 - k
+        rv += (k * m / max(m - 1, 1)) * var
+        return y
+
+    def backward(self, dy):
+        xhat, m = self._xhat, dy.shape[0]
+        dgamma, dbeta = self.grads["weight"], self.grads["bias"]
+        (dy * xhat).sum(axis=0, out=dgamma)
+        dy.sum(axis=0, out=dbeta)
+        dy -= dbeta / m
+        dy -= xhat * (dgamma / m)
+        dy *= self.params["weight"] * self._inv_std
+        return dy
