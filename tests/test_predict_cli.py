@@ -200,3 +200,17 @@ def test_usage_errors_exit_2(args, tmp_path):
     result = predict(args, tmp_path)
     assert result.returncode == 2, result.stderr
     predict_error_line(result)
+
+
+def test_a_sequential_checkpoint_of_another_kind_exits_1(tmp_path):
+    """A Sequential (no layer_sizes) that is not an MNIST classifier: one line, exit 1."""
+    from xpnet.layers import GELU, Linear
+
+    other = tmp_path / "seq.npz"
+    net = xpnet.Sequential([Linear(784, 8), GELU(), Linear(8, 3)], head="sigmoid", device="cpu",
+                           seed=0)
+    xpnet.save(net, other)
+    result = predict([other, "--test-index", 0], tmp_path)
+    assert result.returncode == 1
+    line = predict_error_line(result)
+    assert "not an MNIST classifier" in line and "3 sigmoid outputs" in line

@@ -77,10 +77,10 @@ def _main(argv) -> int:
         net, state = load_checkpoint(args.checkpoint, device=args.device)
     except CheckpointError as exc:
         raise Failure(str(exc)) from exc
-    if net.layer_sizes[0] != 784 or net.output != "softmax":
+    if net.n_features_in != 784 or net.n_outputs != 10 or net.head.name != "softmax":
         raise Failure(f"{args.checkpoint} is not an MNIST classifier (input "
-                      f"{net.layer_sizes[0]}, output {net.output}); it needs 784 inputs and a "
-                      f"softmax output")
+                      f"{net.n_features_in}, {net.n_outputs} {net.head.name} outputs); it needs "
+                      f"784 inputs and 10 softmax outputs")
 
     label = None
     if args.image:
