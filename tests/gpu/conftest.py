@@ -1,12 +1,20 @@
-"""GPU suite plumbing: the ``gpu`` marker, the skip without a GPU, and the parity summary.
+"""GPU suite plumbing: the device each test runs on, the ``gpu`` marker, and the parity summary.
 
-* Every test collected from ``tests/gpu/`` gets ``pytest.mark.gpu`` (so ``pytest -m gpu`` runs
-  exactly this suite) and, when no usable CUDA device is found, a skip whose reason is
-  :func:`xpnet.backend.cuda_status`'s own explanation. Nothing here or in the test modules imports
-  CuPy at import time; tests reach it through ``xpnet.get_device("cuda").xp``.
-* The ``parity`` fixture compares a GPU array with its CPU reference, asserts the tolerance and
-  keeps the worst error of every named check for the whole session; ``pytest_terminal_summary``
-  prints that table at the end of the run, so the raw pytest output is the parity report.
+* **Two devices.** A test that takes the ``gpu_device`` fixture runs twice: on ``strict``, the
+  strict CPU stand-in for CuPy (``tests/strict_device.py``: CuPy's API and CuPy's refusals,
+  NumPy underneath), on every machine; and on ``cuda``, the real CuPy device, marked
+  ``pytest.mark.gpu`` and skipped, with :func:`xpnet.backend.cuda_status`'s explanation, when no
+  GPU is usable. So ``pytest tests/gpu`` proves the device path (no implicit host conversion,
+  no host operand, only CuPy's functions and keywords, no transfer in the step loop) without a
+  GPU, and ``pytest -m gpu`` on a GPU machine runs exactly the real-GPU tests. Tests that only
+  make sense on real CuPy (device resolution, out-of-memory) take the ``cuda`` fixture instead
+  and are marked and skipped the same way. Nothing here or in the test modules imports CuPy at
+  import time; tests reach it through ``xpnet.get_device("cuda").xp``.
+* The ``parity`` fixture compares a device array with its CPU reference, asserts the tolerance
+  and keeps the worst error of every named check for the whole session, per device;
+  ``pytest_terminal_summary`` prints those tables at the end of the run, so the raw pytest
+  output is the parity report. (On the stand-in the numbers are NumPy's own, so the errors are
+  ~0: its tables show the checks ran, the real-GPU table is the one that measures precision.)
 
 Tolerances (``TOLERANCES``), applied elementwise as ``|gpu - cpu| <= atol + rtol * |cpu|`` with
 ``atol = atol_base * max(1, max |cpu|)``:
@@ -58,17 +66,32 @@ def _in_gpu_dir(item) -> bool:
     return path.startswith(GPU_DIR + os.sep)
 
 
+def _skip_without_gpu():
+    usable, reason = gpu_status()
+    return [] if usable else [pytest.mark.skip(reason=f"no usable CUDA device: {reason}")]
+
+
+def pytest_generate_tests(metafunc):
+    """``gpu_device`` runs each test on the strict stand-in and on the real GPU."""
+    if "gpu_device" in metafunc.fixturenames:
+        metafunc.parametrize("gpu_device", [
+            pytest.param("strict", id="strict"),
+            pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, *_skip_without_gpu()]),
+        ], indirect=True)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -m deselection sees the items
 def pytest_collection_modifyitems(config, items):
-    gpu_items = [item for item in items if _in_gpu_dir(item)]
-    if not gpu_items:
-        return
-    usable, reason = gpu_status()
-    skip = None if usable else pytest.mark.skip(reason=f"no usable CUDA device: {reason}")
-    for item in gpu_items:
-        item.add_marker(pytest.mark.gpu)
-        if skip is not None:
-            item.add_marker(skip)
+    """Tests that take the real-only ``cuda`` fixture: marked ``gpu``, skipped without a GPU."""
+    for item in items:
+        if not _in_gpu_dir(item) or "cuda" not in getattr(item, "fixturenames", ()):
+            continue
+        if getattr(getattr(item, "callspec", None), "params", {}).get("gpu_device") == "strict":
+            continue
+        if item.get_closest_marker("gpu") is None:
+            item.add_marker(pytest.mark.gpu)
+            for mark in _skip_without_gpu():
+                item.add_marker(mark)
 
 
 # ------------------------------------------------------------------------------ parity records
@@ -152,42 +175,67 @@ class Parity:
         return max_abs, max_rel
 
 
-_PARITY = Parity()
+_PARITY = {"cuda": Parity(), "strict": Parity()}
+_TITLES = {"cuda": "xpnet GPU (CuPy) vs CPU parity (worst error per check)",
+           "strict": "xpnet strict CuPy stand-in vs CPU parity (NumPy both sides: the checks ran)"}
+
+
+def _device_param(request) -> str:
+    return getattr(getattr(request.node, "callspec", None), "params", {}).get("gpu_device",
+                                                                              "cuda")
 
 
 @pytest.fixture
-def parity() -> Parity:
-    """The session's parity recorder (one object, so the summary sees every check)."""
-    return _PARITY
+def parity(request) -> Parity:
+    """The session's parity recorder for this test's device (one object per device, so the
+    summary sees every check)."""
+    return _PARITY[_device_param(request)]
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not (_PARITY.checks or _PARITY.bounds):
-        return
-    terminalreporter.section("xpnet GPU vs CPU parity (worst error per check)")
-    terminalreporter.write_line(
-        "tol_used = max |gpu-cpu| / (atol + rtol |cpu|), atol = atol_base * max(1, max|cpu|); "
-        "a check passes while tol_used <= 1")
-    for name in sorted(_PARITY.checks):
-        terminalreporter.write_line(_PARITY.checks[name].line())
-    for name in sorted(_PARITY.bounds):
-        worst, limit, where, count = _PARITY.bounds[name]
+    for device, rec in _PARITY.items():
+        if not (rec.checks or rec.bounds):
+            continue
+        terminalreporter.section(_TITLES[device])
         terminalreporter.write_line(
-            f"{name:<44} n={count:<4d} worst={worst:.3e} (must be < {limit:g}) worst at: {where}")
+            "tol_used = max |gpu-cpu| / (atol + rtol |cpu|), atol = atol_base * max(1, max|cpu|)"
+            "; a check passes while tol_used <= 1")
+        for name in sorted(rec.checks):
+            terminalreporter.write_line(rec.checks[name].line())
+        for name in sorted(rec.bounds):
+            worst, limit, where, count = rec.bounds[name]
+            terminalreporter.write_line(
+                f"{name:<44} n={count:<4d} worst={worst:.3e} (must be < {limit:g}) "
+                f"worst at: {where}")
 
 
 # ------------------------------------------------------------------------------ shared fixtures
 @pytest.fixture
 def cuda():
-    """The GPU :class:`~xpnet.backend.Device` (only reached when the suite is not skipped)."""
+    """The real GPU :class:`~xpnet.backend.Device` (tests taking it are marked ``gpu`` and
+    skipped without one)."""
     from xpnet import get_device  # noqa: PLC0415
 
     return get_device("cuda")
 
 
 @pytest.fixture
-def make_pair():
-    """``make_pair(sizes, dtype, seed=0, **mlp_kwargs) -> (cpu_net, gpu_net)``.
+def gpu_device(request):
+    """The device under test: the strict CuPy stand-in (``strict``) or the real GPU (``cuda``,
+    marked ``gpu``); see the module docstring."""
+    if request.param == "strict":
+        from strict_device import StrictDevice  # noqa: PLC0415
+
+        return StrictDevice()
+    from xpnet import get_device  # noqa: PLC0415
+
+    return get_device("cuda")
+
+
+@pytest.fixture
+def make_pair(gpu_device):
+    """``make_pair(sizes, dtype, seed=0, **mlp_kwargs) -> (cpu_net, gpu_net)``, the second on
+    ``gpu_device``.
 
     Both nets are built with the same seed, so their initial weights (drawn on the host) are
     identical; then both get the same random non-zero biases (and batch-norm scales and shifts),
@@ -200,7 +248,7 @@ def make_pair():
         from xpnet.layers import BatchNorm1d  # noqa: PLC0415
 
         cpu = MLP(sizes, dtype=dtype, device="cpu", seed=seed, **kwargs)
-        gpu = MLP(sizes, dtype=dtype, device="cuda", seed=seed, **kwargs)
+        gpu = MLP(sizes, dtype=dtype, device=gpu_device, seed=seed, **kwargs)
         if random_biases:
             rng = np.random.default_rng(seed + 1000)
             host = [(to_host(W), rng.normal(0.0, 0.2, size=b.shape)) for W, b in cpu.params]

@@ -1,4 +1,5 @@
-"""xpnet.backend on a real GPU: device resolution, transfers, errors, out-of-memory."""
+"""xpnet.backend on the device: transfers and helpers (strict stand-in and real GPU), and on a
+real GPU only: device resolution, errors, out-of-memory."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def test_auto_picks_the_gpu(cuda):
     assert dev.name == "cuda:0" and dev.is_gpu and dev.fallback_reason == ""
 
 
-def test_send_to_numpy_round_trip(cuda):
+def test_send_to_numpy_round_trip(gpu_device):
+    cuda = gpu_device
     host = np.random.default_rng(0).standard_normal((7, 5))
     d64 = cuda.send(host)
     assert is_device_array(d64) and not isinstance(d64, np.ndarray)
@@ -44,7 +46,8 @@ def test_send_to_numpy_round_trip(cuda):
     assert not is_device_array(host)
 
 
-def test_device_helpers(cuda):
+def test_device_helpers(gpu_device):
+    cuda = gpu_device
     xp = cuda.xp
     X = cuda.send(np.arange(20.0).reshape(10, 2))
     idx = cuda.send(np.array([3, 0, 9]))
@@ -67,10 +70,11 @@ def test_missing_gpu_index_raises_clear_error(cuda):
     assert "--device cpu" in msg, msg
 
 
-def test_mlp_lives_on_the_gpu(cuda):
+def test_mlp_lives_on_the_gpu(gpu_device):
     from xpnet import MLP
 
-    net = MLP([4, 3, 2], device="cuda", seed=0)
+    cuda = gpu_device
+    net = MLP([4, 3, 2], device=cuda, seed=0)
     assert net.device is cuda
     assert all(is_device_array(a) for a in net.parameters() + net.gradients())
     out = net.forward(np.ones((5, 4)))

@@ -1,8 +1,9 @@
 """GPU (CuPy) vs CPU (NumPy) parity: the same net, weights and data give the same numbers.
 
-Every comparison goes through the ``parity`` fixture (tests/gpu/conftest.py), which asserts the
-dtype's tolerance and records the worst max-abs / max-rel error per check for the session
-summary. Tolerances and their justification are in that conftest's docstring.
+Each test runs on the strict CuPy stand-in (every machine) and on the real GPU (``gpu``, where
+one is usable): see tests/gpu/conftest.py. Every comparison goes through the ``parity`` fixture,
+which asserts the dtype's tolerance and records the worst max-abs / max-rel error per check for
+the session summary. Tolerances and their justification are in that conftest's docstring.
 
 Activations: float64 tests use ReLU-family units freely, because a 1e-16 rounding difference
 lands a pre-activation on the other side of the kink with probability ~1e-12. In float32 a
@@ -19,6 +20,7 @@ import pytest
 from gradcheck import host_copy as to_host
 from gradcheck import numerical_grads
 
+from xpnet import Sequential
 from xpnet.optimizers import make_optimizer
 
 SIZES = [20, 32, 16, 8, 5]
@@ -79,11 +81,11 @@ def compare_state(parity, cpu, gpu, dtype, what, case):
 
 # --------------------------------------------------------------------------------- weights
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_initial_weights_identical(dtype, parity):
+def test_initial_weights_identical(dtype, parity, gpu_device):
     from xpnet import MLP
 
     cpu = MLP(SIZES, dtype=dtype, device="cpu", seed=7, batch_norm=True)
-    gpu = MLP(SIZES, dtype=dtype, device="cuda", seed=7, batch_norm=True)
+    gpu = MLP(SIZES, dtype=dtype, device=gpu_device, seed=7, batch_norm=True)
     assert gpu.device.is_gpu and not cpu.device.is_gpu
     for i, (pg, pc) in enumerate(zip(gpu.parameters() + gpu.buffers(),
                                      cpu.parameters() + cpu.buffers())):
@@ -124,6 +126,11 @@ def test_forward_loss_and_grads(dtype, case, activation, output, batch_norm, dro
     for l, (ag, ac) in enumerate(zip(outs_g, outs_c)):
         parity.check("forward layer outputs (inference)", ag, ac, dtype,
                      where=f"{case} output {l}")
+    every_g, every_c = Sequential.layer_outputs(gpu, X), Sequential.layer_outputs(cpu, X)
+    assert len(every_g) == len(every_c) == len(cpu.layers)
+    for i, (ag, ac) in enumerate(zip(every_g, every_c)):
+        parity.check("forward every layer (inference)", ag, ac, dtype,
+                     where=f"{case} layer {i} {type(cpu.layers[i]).__name__}")
 
     masks = host_masks(M, SIZES, dropout, seed=3) if dropout else None
     loss_g, _ = gpu.loss_and_grads(X, y, dropout_masks=masks)
@@ -136,17 +143,27 @@ def test_forward_loss_and_grads(dtype, case, activation, output, batch_norm, dro
 
 
 # ------------------------------------------------------------------------ optimizer steps
-OPTIMIZERS = [("gd", 0.1), ("sgd", 0.1), ("momentum", 0.05), ("nesterov", 0.05), ("adam", 0.01)]
+OPTIMIZERS = [  # (id, registry name, lr, options): every optimizer, and the options that branch
+    ("gd", "gd", 0.1, {}),
+    ("sgd", "sgd", 0.1, {}),
+    ("momentum", "momentum", 0.05, {}),
+    ("nesterov", "nesterov", 0.05, {}),
+    ("adam", "adam", 0.01, {}),
+    ("adamw", "adamw", 0.01, {"weight_decay": 0.05}),
+    ("adamw-no-decay-on-biases", "adamw", 0.01, {"weight_decay": 0.05, "decay_all": False}),
+    ("rmsprop", "rmsprop", 0.01, {}),
+    ("rmsprop-momentum", "rmsprop", 0.01, {"momentum": 0.9}),
+]
 N_STEPS = 5
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name,lr", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
-def test_optimizer_steps(name, lr, dtype, parity, make_pair):
+@pytest.mark.parametrize("case,name,lr,options", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_optimizer_steps(case, name, lr, options, dtype, parity, make_pair):
     activation = "relu" if dtype == "float64" else "tanh"
     cpu, gpu = make_pair(SIZES, dtype, seed=4, activation=activation, l2=0.01)
-    opts = [make_optimizer(name, net, lr) for net in (cpu, gpu)]
-    case = f"{name} {activation}"
+    opts = [make_optimizer(name, net, lr, **options) for net in (cpu, gpu)]
+    case = f"{case} {activation}"
     for step in range(N_STEPS):
         X, y = make_data(M, SIZES, "softmax", seed=100 + step)  # a new batch every step
         loss_c, _ = cpu.loss_and_grads(X, y)
@@ -224,7 +241,7 @@ def test_predictions(output, dtype, parity, make_pair):
 
 # ----------------------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_checkpoint_round_trip_gpu_cpu_gpu(dtype, tmp_path, parity, make_pair):
+def test_checkpoint_round_trip_gpu_cpu_gpu(dtype, tmp_path, parity, make_pair, gpu_device):
     from xpnet import checkpoint
 
     _, gpu = make_pair(SIZES, dtype, seed=8, batch_norm=True, dropout=0.1)
@@ -252,7 +269,7 @@ def test_checkpoint_round_trip_gpu_cpu_gpu(dtype, tmp_path, parity, make_pair):
 
     path2 = tmp_path / "from_cpu.npz"
     checkpoint.save(cpu, path2)
-    gpu2 = checkpoint.load(path2, device="cuda")
+    gpu2 = checkpoint.load(path2, device=gpu_device)
     assert gpu2.device.is_gpu and gpu2.config() == gpu.config()
     for i, (a, ref) in enumerate(zip(gpu2.parameters() + gpu2.buffers(), original)):
         parity.check("checkpoint gpu->cpu->gpu arrays", a, ref, exact=True, where=f"array {i}")
@@ -290,3 +307,103 @@ def test_gradient_check_on_gpu_float64(case, kwargs, parity, make_pair):
         rel = np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-300)
         parity.bound("gpu float64 gradcheck ||a-n||/(||a||+||n||)", rel, 1e-6,
                      where=f"{case} {name}")
+
+
+# ----------------------------------------------------------------------- single layers
+def make_layers():
+    """One of every built-in layer (fresh instances: a test builds each on two devices)."""
+    from xpnet import layers as L
+
+    return {
+        "Linear": lambda: L.Linear(7, 5), "BatchNorm1d": lambda: L.BatchNorm1d(7),
+        "Dropout": lambda: L.Dropout(0.3), "ReLU": L.ReLU, "LeakyReLU": L.LeakyReLU,
+        "Tanh": L.Tanh, "Sigmoid": L.Sigmoid, "GELU": L.GELU, "SiLU": L.SiLU,
+    }
+
+
+LAYER_NAMES = list(make_layers())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", LAYER_NAMES)
+def test_layer_forward_backward(kind, dtype, parity, gpu_device):
+    """Each layer on its own: training and inference forward, backward (input gradient and every
+    parameter gradient by name) and the batch-norm running statistics, from the same host data
+    (and, for dropout, the same explicit mask) on both devices."""
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal((M, 7)) * 1.5
+    layers = {}
+    for dev in ("cpu", gpu_device):
+        layer = make_layers()[kind]().build(dev, dtype, seed=41)
+        if kind == "BatchNorm1d":  # away from gamma = 1, beta = 0
+            layer.params["weight"][...] = layer_send(layer, 1 + 0.2 * np.arange(7) / 7, dtype)
+            layer.params["bias"][...] = layer_send(layer, 0.1 * np.arange(7) - 0.3, dtype)
+        layers["gpu" if dev is gpu_device else "cpu"] = layer
+    out = {}
+    for side, layer in layers.items():
+        dev = gpu_device if side == "gpu" else None
+        send = (lambda a, d=dev: d.send(a, dtype)) if dev is not None else (
+            lambda a: np.asarray(a, dtype=dtype))
+        if kind == "Dropout":
+            layer.next_mask = send(rng_mask(x.shape, 0.3))
+        y = layer.forward(send(x), training=True)
+        y_copy = to_host(y)
+        dy = send(np.random.default_rng(42).standard_normal(y_copy.shape))
+        dx = layer.backward(dy)
+        infer = layer.forward(send(x), training=False)
+        out[side] = dict(y=y_copy, dx=to_host(dx), infer=to_host(infer),
+                         grads={n: to_host(g) for n, g in layer.grads.items()},
+                         buffers={n: to_host(b) for n, b in layer.buffers.items()})
+    g, c = out["gpu"], out["cpu"]
+    parity.check("layer forward (training)", g["y"], c["y"], dtype, where=kind)
+    parity.check("layer forward (inference)", g["infer"], c["infer"], dtype, where=kind)
+    parity.check("layer backward dx", g["dx"], c["dx"], dtype, where=kind)
+    assert set(g["grads"]) == set(c["grads"]) == set(layers["cpu"].parameter_shapes())
+    for name in c["grads"]:
+        parity.check(f"layer grad {name}", g["grads"][name], c["grads"][name], dtype,
+                     where=f"{kind}.{name}")
+    for name in c["buffers"]:
+        parity.check(f"layer buffer {name}", g["buffers"][name], c["buffers"][name], dtype,
+                     where=f"{kind}.{name}")
+
+
+def layer_send(layer, host, dtype):
+    return layer.xp.asarray(np.asarray(host, dtype=dtype))
+
+
+def rng_mask(shape, rate):
+    return np.random.default_rng(43).random(shape) >= rate
+
+
+@pytest.mark.parametrize("kind", ["Linear", "BatchNorm1d", "GELU"])
+def test_layer_gradcheck_on_device_float64(kind, parity, gpu_device):
+    """xpnet.gradcheck on a layer built on the device (the public finite-difference check)."""
+    from xpnet.gradcheck import gradcheck_arrays
+
+    layer = make_layers()[kind]().build(gpu_device, "float64", seed=44)
+    x = np.random.default_rng(45).standard_normal((6, 7))
+    for name, (num, ana) in gradcheck_arrays(layer, x, seed=46).items():
+        rel = np.linalg.norm(num - ana) / max(np.linalg.norm(num) + np.linalg.norm(ana), 1e-300)
+        parity.bound("device float64 layer gradcheck ||a-n||/(||a||+||n||)", rel, 1e-6,
+                     where=f"{kind} {name}")
+
+
+def test_confusion_matrix_on_device(parity, make_pair):
+    """The training CLI's test pass: evaluate_device with predictions, then the confusion
+    matrix by bincount, all on the device, one copy to the host."""
+    from xpnet.train import confusion_matrix
+
+    cpu, gpu = make_pair(SIZES, "float64", seed=47)
+    X, y = make_data(3 * M, SIZES, "softmax", seed=48)
+    k = SIZES[-1]
+    results = {}
+    for side, net in (("cpu", cpu), ("gpu", gpu)):
+        dev = net.device
+        Xd, yd = net.check_X(X), net.check_y(y, len(X))
+        loss_sum, correct, pred = net.evaluate_device(Xd, yd, batch_size=50, predictions=True)
+        results[side] = (float(loss_sum), int(correct), dev.to_numpy(pred),
+                         dev.to_numpy(confusion_matrix(dev.xp, yd, pred, k)))
+    (lg, cg, pg, mg), (lc, cc, pc, mc) = results["gpu"], results["cpu"]
+    parity.check("evaluate_device loss sum", lg, lc, "float64", where="softmax")
+    assert cg == cc and np.array_equal(pg, pc) and np.array_equal(mg, mc)
+    assert mc.sum() == len(X) and np.trace(mc) == cc
