@@ -11,6 +11,7 @@ small kernel ran on it, and any exception on the way means "not usable".
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "get_device",
     "cuda_status",
     "is_device_array",
+    "as_array",
     "enable_tf32",
     "is_out_of_memory",
 ]
@@ -105,7 +107,11 @@ class Device:
         return _NullContext()
 
     def send(self, array, dtype=None):
-        """Return ``array`` on this device (no copy when it is already there with that dtype)."""
+        """Return ``array`` on this device (no copy when it is already there with that dtype).
+        Array-likes (lists, pandas objects, CPU torch tensors) go through :func:`as_array`."""
+        if not isinstance(array, np.ndarray) or isinstance(array, np.ma.MaskedArray):
+            if not is_device_array(array):
+                array = as_array(array, "array")
         with self.activate():
             out = self.xp.asarray(array)
             if dtype is not None and out.dtype != np.dtype(dtype):
@@ -113,12 +119,13 @@ class Device:
             return out
 
     def to_numpy(self, array) -> np.ndarray:
-        """Return a host NumPy copy (or view, on the CPU) of ``array``."""
+        """Return a host NumPy copy (or view, on the CPU) of ``array``; array-likes go through
+        :func:`as_array`."""
         if isinstance(array, np.ndarray):
             return array
-        if hasattr(array, "get"):
+        if is_device_array(array):
             return array.get()
-        return np.asarray(array)
+        return as_array(array, "array")
 
     def take_rows(self, X, idx, out):
         """``out[:] = X[idx]`` without allocating (the mini-batch gather of the step loop)."""
@@ -204,8 +211,55 @@ def get_device(spec: str | Device = "auto") -> Device:
 
 
 def is_device_array(array) -> bool:
-    """True for arrays that live on a GPU (they have ``.get()`` but are not NumPy arrays)."""
-    return not isinstance(array, np.ndarray) and hasattr(array, "get") and hasattr(array, "device")
+    """True for a GPU array: an instance of the own ``ndarray`` type of an array module other
+    than NumPy, found through ``type(array).__module__`` (``cupy.ndarray`` reports ``cupy``).
+    Duck typing is not enough: pandas objects have a ``.get`` method and torch tensors a
+    ``.device``, and neither is a device array."""
+    if isinstance(array, np.ndarray):
+        return False
+    top = type(array).__module__.partition(".")[0]
+    if top == "cupy":
+        return True
+    module = sys.modules.get(top)  # a CuPy stand-in registered under its own module name
+    return module is not None and module is not np and getattr(module, "ndarray", None) is \
+        type(array)
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")
+
+
+def as_array(data, name="X"):
+    """``data`` as an array: NumPy and device arrays as they are, array-likes (lists, pandas
+    DataFrames and Series, CPU torch tensors) converted through :func:`numpy.asarray`.
+
+    Raises ``ValueError`` with one sentence for a masked array (its mask would be lost), for
+    anything ``np.asarray`` cannot convert (ragged lists, GPU or grad-tracking torch tensors), and
+    for an object array (mixed types, missing values or ragged rows), which holds no numbers.
+    """
+    if isinstance(data, np.ma.MaskedArray):
+        raise ValueError(
+            f"{name} is a masked array, whose mask xpnet would silently ignore; pass "
+            f"{name}.filled(value) or drop the masked rows first."
+        )
+    if isinstance(data, np.ndarray) or is_device_array(data):
+        out = data
+    else:
+        try:
+            out = np.asarray(data)
+        except Exception as exc:  # ragged lists, CUDA or requires-grad torch tensors, ...
+            raise ValueError(
+                f"{name} cannot be converted to a NumPy array ({type(exc).__name__}: "
+                f"{_first_sentence(exc)}); pass numbers in equal-length rows: a NumPy array, "
+                f"lists, a pandas DataFrame or Series, or a detached CPU torch tensor."
+            ) from None
+    if out.dtype == object:
+        raise ValueError(
+            f"{name} holds Python objects (dtype object: mixed types, missing values or ragged "
+            f"rows), not numbers; convert it first, e.g. np.asarray({name}, dtype=float)."
+        )
+    return out
 
 
 def enable_tf32(enabled: bool = True) -> None:

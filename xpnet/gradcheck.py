@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import is_device_array
 from .layers import Dropout, Layer
 
 __all__ = [
@@ -82,7 +83,7 @@ class GradcheckError(AssertionError):
 # ---------------------------------------------------------------------------- host arrays
 def host_copy(a) -> np.ndarray:
     """A host NumPy copy of a NumPy or CuPy array (or a Python scalar)."""
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
+    if is_device_array(a):
         a = a.get()
     return np.array(a, copy=True)
 

@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from .backend import Device, get_device
+from .backend import Device, as_array, get_device, is_device_array
 from .heads import HEADS, Head
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS, BatchNorm1d, Dropout, Layer, Linear
@@ -47,6 +47,15 @@ def _dtype_name(dtype):
     except TypeError:
         name = dtype
     return _choice("dtype", name, DTYPES)
+
+
+def check_seed(seed):
+    """``seed`` as a plain ``int`` (NumPy integers included, so configs stay JSON), or None."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0 or None; got {seed!r}")
+    return int(seed)
 
 
 def _positive_batch(batch_size):
@@ -84,7 +93,7 @@ class Sequential:
             raise ValueError(f"l2 must be a finite number >= 0; got {l2!r}")
         self.layers, self.head, self.l2 = layers, head, float(l2)
         self.dtype = _dtype_name(dtype)
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.device: Device = get_device(device)
         self.xp = self.device.xp
         self.linears = [layer for layer in layers if isinstance(layer, Linear)]
@@ -92,7 +101,7 @@ class Sequential:
             raise ValueError("a Sequential needs at least one Linear layer")
         self.n_features_in = self.linears[0].in_features
         self.n_outputs = self.linears[-1].out_features
-        host_rng = np.random.default_rng(seed)
+        host_rng = np.random.default_rng(self.seed)
         self._allocate(host_rng)
         layers[0].needs_input_grad = False  # dX of the data is never needed
         for prev, layer in zip([None, *layers[:-1]], layers):
@@ -168,14 +177,20 @@ class Sequential:
         if strict and (missing or unexpected):
             raise ValueError(f"state_dict does not match the network: missing {missing}, "
                              f"unexpected {unexpected}")
-        for name in targets.keys() & given.keys():
-            src, dst = given[name], targets[name]
-            if tuple(getattr(src, "shape", np.shape(src))) != dst.shape:
+        given = {name: given[name] for name in targets.keys() & given.keys()}
+        for name, src in given.items():
+            if not is_device_array(src):
+                given[name] = src = as_array(src, f"state_dict entry {name!r}")
+            dst = targets[name]
+            if tuple(src.shape) != dst.shape:
                 raise ValueError(f"state_dict entry {name!r} has shape "
-                                 f"{tuple(np.shape(src))}, the network needs {dst.shape}")
+                                 f"{tuple(src.shape)}, the network needs {dst.shape}")
+            if np.dtype(src.dtype).kind not in "biuf":
+                raise ValueError(f"state_dict entry {name!r} must hold numbers; got dtype "
+                                 f"{src.dtype}")
         with self.device.activate():
-            for name in targets.keys() & given.keys():
-                targets[name][...] = self.device.send(given[name], self.dtype)
+            for name, src in given.items():
+                targets[name][...] = self.device.send(src, self.dtype)
 
     @property
     def params(self):
@@ -198,6 +213,7 @@ class Sequential:
             raise ValueError(f"expected {self.n_layers} (W, b) pairs, got {len(params)}")
         for (W, b), (W_new, b_new) in zip(self.params, params):
             for dst, src, name in ((W, W_new, "W"), (b, b_new, "b")):
+                src = src if is_device_array(src) else as_array(src, name)
                 if tuple(src.shape) != dst.shape:
                     raise ValueError(f"{name} has shape {tuple(src.shape)}, expected {dst.shape}")
                 dst[...] = self.device.send(src, self.dtype)
@@ -237,10 +253,8 @@ class Sequential:
     # ------------------------------------------------------------------ input checks
     def check_X(self, X, name="X"):
         """Validate and send ``X`` (m, n_0); raise ``ValueError`` naming the problem."""
-        shape = getattr(X, "shape", None)
-        if shape is None:
-            X = np.asarray(X)
-            shape = X.shape
+        X = as_array(X, name)
+        shape = X.shape
         if len(shape) != 2:
             raise ValueError(
                 f"{name} must be 2-D (n_samples, n_features); got shape {tuple(shape)}. "
@@ -249,9 +263,11 @@ class Sequential:
         if shape[0] == 0:
             raise ValueError(f"{name} is empty (0 samples); pass at least one sample.")
         if shape[1] != self.n_features_in:
+            n = self.n_features_in
+            fix = (f"{name} looks transposed (the tutorials' (features, samples) layout): "
+                   f"pass {name}.T" if shape[0] == n else f"fix {name} or layer_sizes[0]")
             raise ValueError(
-                f"{name} has {shape[1]} features but the network's input layer has "
-                f"{self.n_features_in}; fix {name} or layer_sizes[0]."
+                f"{name} has {shape[1]} features but the network's input layer has {n}; {fix}."
             )
         kind = np.dtype(X.dtype).kind
         if kind not in "biuf":
@@ -266,8 +282,7 @@ class Sequential:
 
     def check_y(self, y, m, name="y"):
         """Validate and send the targets for ``m`` samples, in the form the head needs."""
-        if getattr(y, "shape", None) is None:
-            y = np.asarray(y)
+        y = as_array(y, name)
         return self.head.check_targets(y, m, self.n_outputs, self.device, self.dtype, name)
 
     # ------------------------------------------------------------------ forward and backward
@@ -302,12 +317,7 @@ class Sequential:
         (data loss plus L2) as a 0-d device array, with no host synchronisation. When
         ``correct`` (a 0-d device array) is given, the batch's correct count is added to it."""
         if dropout_masks is not None:
-            drops = [layer for layer in self.layers if isinstance(layer, Dropout)]
-            if len(dropout_masks) != len(drops):
-                raise ValueError(f"dropout_masks has {len(dropout_masks)} masks but the network "
-                                 f"has {len(drops)} dropout layers; pass one mask per layer.")
-            for layer, mask in zip(drops, dropout_masks):
-                layer.next_mask = self.device.send(mask)
+            self._set_dropout_masks(X.shape[0], dropout_masks)
         Z = self.logits(X, training=True)
         if correct is not None and self.head.is_classifier:
             correct += self.head.count_correct(Z, y)
@@ -315,6 +325,25 @@ class Sequential:
         loss = loss + self.l2_term(X.shape[0])
         self.backward(dZ)
         return loss
+
+    def _set_dropout_masks(self, m, masks):
+        """Hand each dropout layer its mask for the next training forward, after checking every
+        mask's shape against that layer's input ``(m, width)``, so none is broadcast."""
+        widths, width = [], self.n_features_in
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                widths.append((layer, (m, width)))
+            width = layer.output_features(width)
+        if len(masks) != len(widths):
+            raise ValueError(f"dropout_masks has {len(masks)} masks but the network has "
+                             f"{len(widths)} dropout layers; pass one mask per layer.")
+        for i, (mask, (_, want)) in enumerate(zip(masks, widths)):
+            shape = tuple(getattr(mask, "shape", np.shape(mask)))
+            if shape != want:
+                raise ValueError(f"dropout mask {i} has shape {shape} but its layer's input has "
+                                 f"shape {want}; pass a 0/1 mask of exactly that shape.")
+        for mask, (layer, _) in zip(masks, widths):
+            layer.next_mask = self.device.send(mask)
 
     def loss_and_grads(self, X, y, dropout_masks=None):
         """Loss and gradients on one batch, in training mode (batch-norm batch statistics and

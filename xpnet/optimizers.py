@@ -42,7 +42,7 @@ import math
 import numbers
 import sys
 
-from .parameters import FlatParameters
+from .parameters import FlatParameters, check_state_array
 
 __all__ = [
     "GD", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "Optimizer",
@@ -159,10 +159,8 @@ class Optimizer:
             if key not in arrays:
                 raise ValueError(f"{self.name} optimizer state has no array {key!r} (it was "
                                  "saved for another network or other optimizer settings)")
-            shape = tuple(getattr(arrays[key], "shape", ()))
-            if shape != dst.shape:
-                raise ValueError(f"{self.name} optimizer state array {key!r} has shape {shape}, "
-                                 f"but the parameter has shape {dst.shape}")
+            check_state_array(f"{self.name} optimizer state array {key!r}", arrays[key],
+                              dst.shape)
         extra = sorted(set(arrays) - set(expected))
         if extra:
             raise ValueError(f"{self.name} optimizer state has unexpected arrays {extra} (it was "

@@ -21,7 +21,27 @@ import math
 
 import numpy as np
 
-__all__ = ["FlatParameters"]
+__all__ = ["FlatParameters", "check_state_array"]
+
+
+def check_state_array(label, array, shape) -> None:
+    """Raise ``ValueError`` unless ``array`` is a numeric array of exactly ``shape``: a saved
+    state array is copied in with ``dst[...] = array``, which would broadcast a scalar or a
+    ``(1,)`` array over the whole destination without complaint."""
+    got, dtype = getattr(array, "shape", None), getattr(array, "dtype", None)
+    if got is None or dtype is None:
+        raise ValueError(f"{label} is a {type(array).__name__}, not an array; the saved state is "
+                         f"damaged, so start the run afresh or use another checkpoint")
+    if tuple(got) != tuple(shape):
+        raise ValueError(f"{label} has shape {tuple(got)} but needs {tuple(shape)}; the saved "
+                         f"state is damaged or belongs to another network")
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        kind = "O"
+    if kind not in "biuf":
+        raise ValueError(f"{label} must hold numbers, not dtype {dtype}; the saved state is "
+                         f"damaged, so start the run afresh or use another checkpoint")
 
 
 class FlatParameters:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import as_array
+
 SCALINGS = ("none", "unit", "standard")
 
 
@@ -26,7 +28,7 @@ class Scaler:
         self.scale = None  # divided by
 
     def fit(self, X):
-        X = np.asarray(X)
+        X = as_array(X, "X")
         if self.method == "unit":
             if X.dtype == np.uint8:
                 lo, hi = 0.0, 255.0  # the full uint8 range, so every image maps the same way
@@ -46,7 +48,7 @@ class Scaler:
     def transform(self, X, dtype="float32"):
         if self.offset is None:
             raise RuntimeError("Scaler.transform called before fit")
-        out = np.asarray(X, dtype=dtype)
+        out = np.asarray(as_array(X, "X"), dtype=dtype)
         if self.method == "none":
             return out.copy() if out is X else out
         out = out - np.asarray(self.offset, dtype=dtype)
@@ -77,7 +79,7 @@ def stratified_split(y, fraction, seed=0):
     Each class contributes ``round(fraction * n_class)`` samples (at least one when the class
     has two or more), chosen at random with ``seed``; both index arrays are sorted.
     """
-    y = np.asarray(y)
+    y = as_array(y, "y")
     if not 0 < fraction < 1:
         raise ValueError(f"dev fraction must be in (0, 1); got {fraction!r}")
     if y.ndim != 1:

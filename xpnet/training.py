@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .network import Sequential
+from .backend import as_array, is_device_array
+from .network import Sequential, check_seed
 from .optimizers import Optimizer, Schedule, make_optimizer
+from .parameters import check_state_array
 from .preprocessing import stratified_split
 from .progress import progress_bar
 
@@ -118,6 +120,40 @@ def _positive_int(name, value, allow_none=False):
     return int(value)
 
 
+def _batch_bounds(n, bs, min_batch=1):
+    """``[(start, stop), ...]`` of each epoch's mini-batches over ``n`` shuffled samples. A
+    trailing batch smaller than ``min_batch`` (a batch of 1 with batch norm, whose statistics
+    over one sample give zero gradients) is merged into the batch before it, so every sample is
+    still seen once per epoch; the bounds depend only on ``n``, so resume stays exact."""
+    bounds = [(start, min(start + bs, n)) for start in range(0, n, bs)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_batch:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def _part(d, key, what):
+    value = _field(d, key, what)
+    if not isinstance(value, dict):
+        raise ValueError(f"cannot resume: the {what}'s {key!r} is a {type(value).__name__}, not "
+                         f"a mapping; the checkpoint is damaged")
+    return value
+
+
+def _field(d, key, what="run state"):
+    if not isinstance(d, dict) or key not in d:
+        raise ValueError(f"cannot resume: the {what} lacks {key!r}; the checkpoint is damaged or "
+                         f"was not written by Trainer.state_dict")
+    return d[key]
+
+
+def _count(d, key):
+    value = _field(d, key)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"cannot resume: the run state's {key} is {value!r}, not a whole number "
+                         f">= 0; the checkpoint is damaged")
+    return int(value)
+
+
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
 
@@ -132,7 +168,9 @@ class Trainer:
             :class:`~xpnet.optimizers.Optimizer` subclass.
         lr: base learning rate; ``None`` takes the optimizer's ``default_lr``.
         epochs: total epochs (a resumed run continues up to this many).
-        batch_size: ``None`` for full-batch gradient descent, else the mini-batch size.
+        batch_size: ``None`` for full-batch gradient descent, else the mini-batch size. With
+            batch norm a batch needs 2+ samples: a trailing batch of 1 joins the batch before it
+            (54,001 samples in batches of 1000 train as 53 x 1000 + 1 x 1001).
         schedule: ``constant`` | ``step`` (x ``gamma`` every ``step_size`` epochs) | ``cosine``
             (over all planned steps).
         patience: stop after this many epochs without improvement of the monitored loss (dev
@@ -164,11 +202,14 @@ class Trainer:
                 or not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a finite number >= 0; got {min_delta!r}")
         self.patience, self.min_delta = int(patience), float(min_delta)
+        if restore_best is not None and not isinstance(restore_best, (bool, np.bool_)):
+            raise ValueError(f"restore_best must be True, False or None; got {restore_best!r}")
         self.restore_best = self.patience > 0 if restore_best is None else bool(restore_best)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                                 or seed < 0):
-            raise ValueError(f"seed must be a whole number >= 0 or None; got {seed!r}")
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        seed = check_seed(seed)
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback must be a function callback(trainer, record) or None; "
+                             f"got {callback!r}")
         self.progress, self.callback = progress, callback
         self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
         self.optimizer = (optimizer(net, lr, **optimizer_options)
@@ -223,29 +264,52 @@ class Trainer:
         }
 
     def load_state_dict(self, state) -> None:
-        """Continue a run saved by :meth:`state_dict` (its epochs, RNG stream and optimizer)."""
-        js, arrays = state["json"], state["arrays"]
-        saved = js["trainer"]
+        """Continue a run saved by :meth:`state_dict` (its epochs, RNG stream and optimizer).
+        Everything is checked (every array's shape and dtype included) before anything is
+        written, so a damaged state raises ``ValueError`` and leaves the trainer as it was."""
+        js, arrays = _part(state, "json", "run state"), _part(state, "arrays", "run state")
+        saved = _part(js, "trainer", "run state")
+        for key in ("batch_size", "optimizer", "seed"):
+            _field(saved, key)
         if saved["batch_size"] != self.batch_size:
             raise ValueError(f"cannot resume: the checkpoint used batch size "
                              f"{saved['batch_size']}, this run asks for {self.batch_size}")
         if saved["optimizer"] != self.optimizer.name:
             raise ValueError(f"cannot resume: the checkpoint used the {saved['optimizer']} "
                              f"optimizer, this run asks for {self.optimizer.name}")
+        seed = _count(saved, "seed")
+        epoch, global_step, wait = (_count(js, k) for k in ("epoch", "global_step", "wait"))
+        best_score = _field(js, "best_score")
+        if best_score is not None and (isinstance(best_score, bool)
+                                       or not isinstance(best_score, numbers.Real)):
+            raise ValueError(f"cannot resume: the run state's best_score is {best_score!r}, "
+                             f"not a number; the checkpoint is damaged")
+        try:
+            history = History.from_dict(_part(js, "history", "run state"))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"cannot resume: the run state's history is damaged ({exc})") \
+                from None
+        optimizer_json = _part(js, "optimizer", "run state")
         best = self._best_named()
         missing = sorted(f"best/{name}" for name in best if f"best/{name}" not in arrays)
         if missing:
             raise ValueError(f"cannot resume: the run state lacks {', '.join(missing[:3])}")
+        extra = sorted(k for k in arrays if k.startswith("best/") and k[5:] not in best)
+        if extra:
+            raise ValueError(f"cannot resume: the run state has unexpected arrays {extra[:3]} "
+                             f"(it was saved for another network)")
+        for name, dst in best.items():
+            check_state_array(f"run state array 'best/{name}'", arrays[f"best/{name}"],
+                              dst.shape)
         send = self.net.device.send
-        self.seed = int(saved["seed"])
-        self.epoch, self.global_step = int(js["epoch"]), int(js["global_step"])
-        self.best_score = math.inf if js["best_score"] is None else float(js["best_score"])
-        self.wait = int(js["wait"])
-        self.history = History.from_dict(js["history"])
-        self.history.interrupted = self.history.stopped_early = False
+        # The optimizer checks all its arrays before it writes any; nothing is written before.
         self.optimizer.load_state_dict(
-            {"json": js["optimizer"],
+            {"json": optimizer_json,
              "arrays": {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}}, send)
+        self.seed, self.epoch, self.global_step, self.wait = seed, epoch, global_step, wait
+        self.best_score = math.inf if best_score is None else float(best_score)
+        self.history = history
+        self.history.interrupted = self.history.stopped_early = False
         for name, dst in best.items():
             dst[...] = send(arrays[f"best/{name}"])
 
@@ -259,6 +323,9 @@ class Trainer:
             X = net.check_X(X)
             y = net.check_y(y, X.shape[0])
             has_val = X_val is not None
+            if has_val != (y_val is not None):
+                raise ValueError("X_val and y_val go together: pass both for a dev set, or "
+                                 "neither.")
             if has_val:
                 X_val = net.check_X(X_val, "X_val")
                 y_val = net.check_y(y_val, X_val.shape[0], "y_val")
@@ -273,11 +340,12 @@ class Trainer:
         n = X.shape[0]
         bs = n if self.batch_size is None else min(self.batch_size, n)
         full_batch = bs == n
-        steps = math.ceil(n / bs)
+        bounds = _batch_bounds(n, bs, self._min_batch(bs, n))
+        steps = len(bounds)
         schedule = Schedule(total_steps=self.epochs * steps, **self.schedule_args)
         batches = {}  # mini-batch buffers by size, reused every step
         if not full_batch:
-            for size in {bs, n - (steps - 1) * bs}:
+            for size in {stop - start for start, stop in bounds}:
                 batches[size] = (xp.empty((size, X.shape[1]), dtype=X.dtype),
                                  xp.empty((size,) + y.shape[1:], dtype=y.dtype))
         bar = self._progress_bar(n)
@@ -290,12 +358,12 @@ class Trainer:
                 correct = xp.zeros((), dtype=xp.int64)
                 if not full_batch:
                     perm = xp.argsort(dev.rng(_epoch_seed(self.seed, e, 0)).random(n))
-                for s in range(steps):
+                for start, stop in bounds:
                     opt.lr = schedule(self.global_step, e)
                     if full_batch:
                         Xb, yb = X, y
                     else:
-                        idx = perm[s * bs:(s + 1) * bs]
+                        idx = perm[start:stop]
                         Xb, yb = batches[idx.shape[0]]
                         dev.take_rows(X, idx, Xb)
                         dev.take_rows(y, idx, yb)
@@ -320,6 +388,20 @@ class Trainer:
         if has_val and self.restore_best and not hist.interrupted \
                 and hist.best_epoch is not None and hist.best_epoch != hist.epoch[-1]:
             self._restore_best()
+
+    def _min_batch(self, bs, n) -> int:
+        """The fewest samples a training batch may hold (2 with batch norm); raise when even a
+        full batch is smaller."""
+        layers = [layer for layer in self.net.layers if layer.min_train_batch > 1]
+        if not layers:
+            return 1
+        need = max(layer.min_train_batch for layer in layers)
+        if bs < need:
+            kind = type(max(layers, key=lambda layer: layer.min_train_batch)).__name__
+            fix = f"use batch_size >= {need}" if n >= need else f"train on {need}+ samples"
+            raise ValueError(f"a training batch of {bs} sample{'s' * (bs != 1)} is too small "
+                             f"for {kind}, which needs at least {need} per batch; {fix}.")
+        return need
 
     def _end_epoch(self, xp, dev, e, loss_sum, correct, n, X_val, y_val, has_val, t0, lr):
         """Collect the epoch's metrics with a single device-to-host copy."""
@@ -405,11 +487,13 @@ def split_dev(net, X, y, fraction, seed):
     """Stratified, seeded split of ``(X, y)`` into ``X, y, X_dev, y_dev``; device arrays are
     indexed on their device."""
     dev = net.device
-    X = X if hasattr(X, "shape") else np.asarray(X)
-    y = y if hasattr(y, "shape") else np.asarray(y)
+    X, y = as_array(X, "X"), as_array(y, "y")
+    if X.shape[:1] != y.shape[:1]:
+        raise ValueError(f"y has {y.shape[0] if y.ndim else 0} entries but X has "
+                         f"{X.shape[0] if X.ndim else 0} samples; they must match.")
     train_idx, dev_idx = stratified_split(dev.to_numpy(y), fraction, seed)
 
     def pick(a, idx):
-        return a[idx] if isinstance(a, np.ndarray) else a[dev.send(idx)]
+        return a[dev.send(idx)] if is_device_array(a) else a[idx]
 
     return pick(X, train_idx), pick(y, train_idx), pick(X, dev_idx), pick(y, dev_idx)

@@ -30,6 +30,9 @@ _MAX_WORK_BUFFERS = 24  # per layer: a few names x (train batch, last partial ba
 class Layer:
     """Base class of every layer; subclasses write :meth:`forward` and :meth:`backward`.
 
+    Class attribute ``min_train_batch``: the fewest samples a training batch may have (2 for
+    batch norm, whose statistics over one sample are degenerate); the trainer reads it.
+
     Class attribute ``output_reusable``: True when the array ``forward`` returns is a buffer of
     the layer's own that ``backward`` does not read, so the next layer may overwrite it (an
     in-place activation). False, the safe default, for layers that keep their output or may
@@ -46,6 +49,7 @@ class Layer:
     """
 
     output_reusable = False
+    min_train_batch = 1
 
     def __init__(self):
         self.params: dict = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..initializers import INITIALIZERS
@@ -34,6 +36,9 @@ class Linear(Layer):
         if init not in INITIALIZERS:
             raise ValueError(f"unknown init {init!r}: choose one of "
                              f"{', '.join(map(repr, INITIALIZERS))}")
+        for label, n in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise ValueError(f"{label} must be a whole number >= 1; got {n!r}")
         self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
         self._x = None
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from .base import Layer
@@ -27,12 +30,25 @@ class BatchNorm1d(Layer):
 
     Parameters ``weight`` (gamma, starts at 1) and ``bias`` (beta, starts at 0); buffers
     ``running_mean`` (starts at 0) and ``running_var`` (starts at 1).
+
+    Training needs at least 2 samples per batch, as in PyTorch: over one sample ``xhat`` is 0,
+    so the output is ``beta`` whatever the input and every gradient below the layer is 0.
     """
 
     output_reusable = True  # a fresh buffer; backward reads the input (and xhat), not it
+    min_train_batch = 2
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) \
+                or num_features < 1:
+            raise ValueError(f"num_features must be a whole number >= 1; got {num_features!r}")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) \
+                or not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be a finite number > 0; got {eps!r}")
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
+                or not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be a number in [0, 1]; got {momentum!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
         self._xhat = self._inv_std = None
 
@@ -63,6 +79,12 @@ class BatchNorm1d(Layer):
             y += beta
             return y
         m = x.shape[0]
+        if m < 2:  # a shape check: no data is read
+            raise ValueError(
+                f"BatchNorm1d cannot train on a batch of {m} sample{'s' * (m != 1)} (its variance "
+                f"is 0, so every gradient through it would be 0); use training batches of 2 or "
+                f"more samples."
+            )
         mu = x.mean(axis=0)
         var = x.var(axis=0)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
