@@ -254,11 +254,14 @@ def test_permissions_follow_the_umask(tmp_path, umask, expected):
     assert _mode_written_under(tmp_path / "new", umask) == expected
 
 
-def test_permissions_of_a_replaced_file_follow_the_umask(tmp_path):
+@pytest.mark.parametrize("mode, umask", [(0o600, 0o022), (0o644, 0o077), (0o640, 0o002)])
+def test_a_replaced_file_keeps_its_permissions(tmp_path, mode, umask):
+    """As with open(path, "w"): replacing a file never widens (or narrows) what its owner set,
+    e.g. a checkpoint made private with chmod 600 stays private when a run re-saves it."""
     path = tmp_path / "f"
     path.write_bytes(b"old")
-    path.chmod(0o600)
-    assert _mode_written_under(path, 0o022) == 0o644
+    path.chmod(mode)
+    assert _mode_written_under(path, umask) == mode
 
 
 def test_umask_fallback_without_proc(tmp_path):

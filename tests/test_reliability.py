@@ -4,8 +4,9 @@
   first epoch line: it finishes the epoch, saves a resumable checkpoint, exits 130 / 143, and
   ``--resume`` ends with the parameters of an uninterrupted run. A second SIGINT aborts at once
   without touching the checkpoint file.
-* Divergence (a learning rate of 1e30 on resume): exit 1, "lower the learning rate", the
-  previous checkpoint byte-for-byte unchanged (no NaNs written over it).
+* Divergence (a learning rate of 1e30 saving over a good checkpoint): exit 1, "lower the
+  learning rate", the previous checkpoint byte-for-byte unchanged (no NaNs written over it); a
+  resume that asks for another learning rate is refused (exit 2) and changes nothing.
 * Unwritable save paths (parent is a file, a path under /dev/full) and a write that fails
   half-way (RLIMIT_FSIZE in the child: the kernel refuses to grow the file, as on a full disk):
   exit 1, one line naming the path, the old checkpoint intact, no temporary files left.
@@ -176,10 +177,19 @@ def test_divergence_keeps_the_previous_checkpoint(data_dir, tmp_path):
     ck = tmp_path / "ck.npz"
     before = ck.read_bytes()
 
-    # lr 1e30: the first update puts weights near 1e30, so the next float32 forward pass
-    # overflows to inf/NaN whatever the data. (A merely huge lr such as 1e6 can leave the loss
-    # huge but finite once the ReLUs die, which is not a divergence.)
-    bad = run_train([*gd, "--epochs", 20, "--resume", "ck.npz", "--lr", "1e30"], cwd=tmp_path)
+    # A resumed run keeps its own learning rate: asking for another one is a usage error.
+    refused = run_train([*gd, "--epochs", 20, "--resume", "ck.npz", "--lr", "1e30"],
+                        cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    line = one_error_line(refused)
+    assert "--lr 1e+30 (the run used 0.1)" in line
+    assert ck.read_bytes() == before
+
+    # lr 1e30 from scratch, saving over the good checkpoint: the first update puts weights
+    # near 1e30, so the next float32 forward pass overflows to inf/NaN whatever the data. (A
+    # merely huge lr such as 1e6 can leave the loss huge but finite once the ReLUs die, which
+    # is not a divergence.)
+    bad = run_train([*gd, "--epochs", 20, "--lr", "1e30"], cwd=tmp_path)
     assert bad.returncode == 1, bad.stderr
     line = one_error_line(bad)
     assert "diverged" in line and "lower the learning rate (now 1e+30)" in line

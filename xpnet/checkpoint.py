@@ -22,19 +22,30 @@ format-2 names on load (:func:`_upgrade_v1`), so old checkpoints predict and res
 
 Arrays are stored as host NumPy arrays, so a checkpoint written on a GPU loads on the CPU and
 the other way round. Writes go through :func:`xpnet.io.atomic_write` (a temporary file in the
-same directory, fsync, rename), so a failed save leaves the previous checkpoint untouched.
-Every problem is reported as a :class:`CheckpointError`.
+same directory, fsync, rename; only ever onto a regular file), so a failed save leaves the
+previous checkpoint untouched. Every problem is reported as a :class:`CheckpointError`.
+
+Reading trusts no size the file declares. Only a regular file is opened (a FIFO is refused,
+never waited on). The network's size is computed from its config and capped
+(:data:`MAX_NETWORK_BYTES`) before anything is allocated; each member is read through a stream
+capped at the bytes its config allows, after its ``.npy`` header (dtype, shape) has been checked
+and before any of its data is read; the JSON is capped in size and depth; training arrays are
+read only when asked for (``read_state``), within a budget set by the network's size. Saving
+refuses what loading would refuse, so every checkpoint xpnet writes can be read back.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import math
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write
+from .io import SpecialFileError, atomic_write, open_regular
 from .network import MLP, Sequential
 
 __all__ = [
@@ -89,11 +100,37 @@ def _collect(net: Sequential, training_state, target: Path) -> dict[str, np.ndar
                 f"cannot save checkpoint {target}: array {name!r} has dtype object, which would "
                 f"need pickling; convert it to a numeric array."
             )
+        if name.startswith(TRAIN_PREFIX) and (a.dtype.kind not in _TRAIN_KINDS
+                                              or a.dtype.names is not None):
+            raise CheckpointError(
+                f"cannot save checkpoint {target}: array {name!r} has dtype {a.dtype}; "
+                f"training_state arrays must be numeric, boolean or string arrays."
+            )
+    architecture = "MLP" if isinstance(net, MLP) else "Sequential"
+    n_elements = sum(a.size for name, a in arrays.items() if not name.startswith(TRAIN_PREFIX))
+    net_bytes = sum(a.nbytes for name, a in arrays.items() if not name.startswith(TRAIN_PREFIX))
+    if net_bytes > MAX_NETWORK_BYTES:
+        raise CheckpointError(
+            f"cannot save checkpoint {target}: the network holds {net_bytes} bytes, more than "
+            f"the {MAX_NETWORK_BYTES} a checkpoint may hold (so that loading one can be bounded)."
+        )
+    train_bytes = sum(a.nbytes for name, a in arrays.items() if name.startswith(TRAIN_PREFIX))
+    if train_bytes > _train_budget(n_elements):
+        raise CheckpointError(
+            f"cannot save checkpoint {target}: the training_state arrays hold {train_bytes} "
+            f"bytes, more than the {_train_budget(n_elements)} a checkpoint of this network may "
+            f"hold (four float64 copies of the network plus 64 MiB); keep large data elsewhere."
+        )
+    if training_json is not None and _json_too_deep(training_json, MAX_JSON_DEPTH - 2):
+        raise CheckpointError(
+            f"cannot save checkpoint {target}: training_state['json'] is nested more than "
+            f"{MAX_JSON_DEPTH - 2} levels deep."
+        )
 
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": "MLP" if isinstance(net, MLP) else "Sequential",
+        "architecture": architecture,
         "config": net.config(),
         "xpnet_version": __version__,
         "saved_from_device": net.device.name,
@@ -101,12 +138,18 @@ def _collect(net: Sequential, training_state, target: Path) -> dict[str, np.ndar
     }
     try:
         text = json.dumps(meta)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise CheckpointError(
             f"cannot save checkpoint {target}: training_state['json'] is not JSON-serialisable "
             f"({_cause(exc)}); keep plain dicts, lists, strings and numbers there, arrays in "
             f"training_state['arrays']."
         ) from exc
+    if 4 * len(text) > MAX_META_BYTES:
+        raise CheckpointError(
+            f"cannot save checkpoint {target}: its JSON part would take {4 * len(text)} bytes, "
+            f"more than the {MAX_META_BYTES} a checkpoint may hold; keep training_state['json'] "
+            f"small and put arrays in training_state['arrays']."
+        )
     arrays[META_KEY] = np.array(text)  # a 0-d unicode array, never an object array
     return arrays
 
@@ -125,6 +168,11 @@ def save(net: Sequential, path, training_state=None) -> Path:
             np.savez(f, **arrays)  # a file object, so savez appends no ".npz" to the name
     except CheckpointError:
         raise
+    except SpecialFileError as exc:
+        raise CheckpointError(
+            f"cannot save checkpoint {target}: it is {exc.kind}, not a regular file, and "
+            f"checkpoints are written only to regular files (atomically); choose a file name."
+        ) from exc
     except Exception as exc:
         raise CheckpointError(
             f"could not save checkpoint {target} ({_cause(exc)}); the file there, if any, was left "
@@ -134,35 +182,245 @@ def save(net: Sequential, path, training_state=None) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- load
-def _read(npz, name: str, path: Path) -> np.ndarray:
-    try:
-        return npz[name]
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise CheckpointError(
-                f"checkpoint {path} holds an object array {name!r}, which would need unpickling "
-                f"and is refused for safety; re-save the network with xpnet.checkpoint.save."
-            ) from exc
-        raise _corrupt(path, exc) from exc
-    except Exception as exc:  # BadZipFile (CRC), zlib.error, EOFError, ... : all "damaged"
-        raise _corrupt(path, exc) from exc
+# Nothing a file declares is trusted for a size. The network's size comes from its config and is
+# capped (MAX_NETWORK_BYTES) before anything is allocated; each array member is read through a
+# stream capped at the byte count its config allows, its .npy header (dtype, shape) is checked
+# before any data is read, and nothing is read that the caller did not ask for.
+MAX_NETWORK_BYTES = 2**31  # parameters and buffers of a network a checkpoint may hold
+MAX_META_BYTES = 64 << 20  # the JSON in __meta__ (config, run state, history)
+MAX_JSON_DEPTH = 64  # nesting of that JSON (xpnet writes 4 levels)
+MAX_LAYERS = 10_000
+_TRAIN_SLACK = 64 << 20  # training arrays may hold 4 copies of the network's state + this much
+_NPY_HEADER_MAX = 1 << 14  # numpy writes headers of about 128 bytes
+_NPY_MAGIC = b"\x93NUMPY"
+_TRAIN_KINDS = "biufcSUmM"  # what training_state arrays may be: never object or void/structured
+_NET_KINDS = "fiu"
+_TRAIN_SHAPED = re.compile(r"(?:^|/)(?:opt/[^/]+|best)/(?P<name>[^/]+)$")
 
 
-def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
+def _corrupt(path: Path, exc: BaseException | str) -> CheckpointError:
+    why = exc if isinstance(exc, str) else _cause(exc)
     return CheckpointError(
-        f"checkpoint {path} is truncated or corrupt ({_cause(exc)}); restore it from a backup "
+        f"checkpoint {path} is truncated or corrupt ({why}); restore it from a backup "
         f"or re-save it."
     )
 
 
-def _read_meta(npz, path: Path) -> dict:
+def _int_list(values, limit):
+    """``values`` as a list of ints >= 1, or None when it is anything else (the constructor
+    then reports it)."""
+    if not isinstance(values, list) or len(values) > limit:
+        return None
+    if not all(type(v) is int and v >= 1 for v in values):
+        return None
+    return values
+
+
+def network_size(architecture: str, config) -> int | None:
+    """The number of parameter and buffer elements the network described by ``config`` holds,
+    computed from the config alone (nothing is allocated); None when the config is malformed
+    (building the network then reports what is wrong)."""
+    if not isinstance(config, dict):
+        return None
+    if architecture == "MLP":
+        sizes = _int_list(config.get("layer_sizes"), MAX_LAYERS + 1)
+        if sizes is None or len(sizes) < 2:
+            return None
+        n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        return n + (4 * sum(sizes[1:-1]) if config.get("batch_norm") is True else 0)
+    layers = config.get("layers")
+    if not isinstance(layers, list) or len(layers) > MAX_LAYERS * 4:
+        return None
+    n = 0
+    for spec in layers:
+        if not isinstance(spec, dict):
+            return None
+        if spec.get("type") == "Linear":
+            dims = _int_list([spec.get("in_features"), spec.get("out_features")], 2)
+            if dims is None:
+                return None
+            n += dims[0] * dims[1] + dims[1]
+        elif spec.get("type") == "BatchNorm1d":
+            dims = _int_list([spec.get("num_features")], 1)
+            if dims is None:
+                return None
+            n += 4 * dims[0]
+    return n
+
+
+def _network_bytes(architecture, config) -> int | None:
+    n = network_size(architecture, config)
+    if n is None:
+        return None
+    return n * (8 if isinstance(config, dict) and config.get("dtype") == "float64" else 4)
+
+
+def _train_budget(n_elements: int) -> int:
+    """The most bytes a checkpoint's training arrays may hold in all: optimizer moments and
+    best-epoch snapshots (four float64 copies of the network at most) plus some room."""
+    return 4 * 8 * n_elements + _TRAIN_SLACK
+
+
+def _json_too_deep(obj, limit: int = MAX_JSON_DEPTH) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((v, depth + 1) for v in values)
+    return False
+
+
+def _read_exact(f, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError(f"{n - len(data)} bytes missing")
+    return data
+
+
+def _npy_header(f):
+    """``(shape, fortran_order, dtype, header_bytes)`` of the .npy stream ``f``, positioned at
+    its data afterwards; ValueError for anything that is not a well-formed .npy header."""
+    magic = _read_exact(f, 8)
+    if magic[:6] != _NPY_MAGIC:
+        raise ValueError("not a .npy array")
+    major = magic[6]
+    if major not in (1, 2, 3):
+        raise ValueError(f".npy format version {major}.{magic[7]} is unknown")
+    size_len = 2 if major == 1 else 4
+    header_len = int.from_bytes(_read_exact(f, size_len), "little")
+    if header_len > _NPY_HEADER_MAX:
+        raise ValueError(f".npy header of {header_len} bytes")
+    text = _read_exact(f, header_len).decode("utf-8" if major == 3 else "latin1")
+    try:
+        d = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"unreadable .npy header ({type(exc).__name__})") from None
+    if not isinstance(d, dict) or set(d) != {"descr", "fortran_order", "shape"}:
+        raise ValueError("malformed .npy header")
+    shape, fortran = d["shape"], d["fortran_order"]
+    if not isinstance(shape, tuple) or len(shape) > 32 \
+            or not all(type(n) is int and n >= 0 for n in shape) or type(fortran) is not bool:
+        raise ValueError("malformed .npy header")
+    try:
+        dtype = np.lib.format.descr_to_dtype(d["descr"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad dtype in .npy header ({exc})") from None
+    return shape, fortran, dtype, 8 + size_len + header_len
+
+
+class _Archive:
+    """The members of a checkpoint zip, read one by one with every size checked first."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: Path):
+        self.zf, self.path = zf, path
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            self.members[key] = info
+
+    @property
+    def names(self):
+        return list(self.members)
+
+    def read(self, name: str, kinds: str, limit: int, shape=None, what="") -> np.ndarray:
+        """Member ``name`` as an array of a dtype kind in ``kinds``, of ``shape`` when given,
+        holding at most ``limit`` data bytes; CheckpointError before any data is read when its
+        declared sizes, dtype or shape do not fit."""
+        path, info = self.path, self.members[name]
+        if not info.filename.endswith(".npy"):
+            raise CheckpointError(
+                f"checkpoint {path} has an entry {name!r} that is not a NumPy array (.npy); "
+                f"the file is damaged or not an xpnet checkpoint: restore it from a backup or "
+                f"re-save it."
+            )
+        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED,
+                                                              zipfile.ZIP_DEFLATED):
+            raise _corrupt(path, f"entry {name!r} is encrypted or compressed with an "
+                                 f"unsupported method")
+        if info.file_size > limit + _NPY_HEADER_MAX:
+            raise CheckpointError(
+                f"checkpoint {path} has an entry {name!r} of {info.file_size} bytes, more than "
+                f"the {limit} {what or 'it may hold'}; the file is damaged or crafted: restore "
+                f"it from a backup or re-save it."
+            )
+        try:
+            with self.zf.open(info) as f:
+                shape_, fortran, dtype, header_bytes = _npy_header(f)
+                self._check(name, shape_, dtype, kinds, shape)
+                nbytes = math.prod(shape_) * dtype.itemsize
+                if nbytes > limit:
+                    raise CheckpointError(
+                        f"checkpoint {path} has an array {name!r} of shape {shape_} and dtype "
+                        f"{dtype}: {nbytes} bytes, more than the {limit} "
+                        f"{what or 'it may hold'}; the file is damaged or crafted: restore it "
+                        f"from a backup or re-save it."
+                    )
+                if info.file_size != header_bytes + nbytes:
+                    raise _corrupt(path, f"entry {name!r} holds {info.file_size - header_bytes} "
+                                         f"data bytes where its header promises {nbytes}")
+                data = bytearray(nbytes)
+                view, got = memoryview(data), 0
+                while got < nbytes:
+                    n = f.readinto(view[got:got + (1 << 22)])
+                    if not n:
+                        raise EOFError(f"entry {name!r} ends early")
+                    got += n
+                view.release()
+                if f.read(1):  # also makes zipfile check the CRC-32 at the end
+                    raise _corrupt(path, f"entry {name!r} is longer than its header says")
+        except CheckpointError:
+            raise
+        except Exception as exc:  # BadZipFile (CRC), zlib.error, EOFError, ValueError, ...
+            raise _corrupt(path, exc) from exc
+        if nbytes == 0:
+            return np.zeros(shape_, dtype)
+        return np.frombuffer(data, dtype=dtype).reshape(shape_, order="F" if fortran else "C")
+
+    def _check(self, name, shape, dtype, kinds, expected_shape):
+        path = self.path
+        if dtype.hasobject:
+            raise CheckpointError(
+                f"checkpoint {path} holds an object array {name!r}, which would need "
+                f"unpickling and is refused for safety; re-save the network with "
+                f"xpnet.checkpoint.save."
+            )
+        if dtype.kind not in kinds or dtype.names is not None or dtype.subdtype is not None \
+                or dtype.itemsize > (8 if kinds == _NET_KINDS else 1 << 20):
+            if kinds == _NET_KINDS:
+                raise self._net_mismatch(name, shape, dtype, expected_shape)
+            raise CheckpointError(
+                f"checkpoint {path} has an array {name!r} of dtype {dtype}, which xpnet does "
+                f"not store; restore it from a backup or re-save it."
+            )
+        if expected_shape is not None and tuple(shape) != tuple(expected_shape):
+            if kinds == _NET_KINDS:
+                raise self._net_mismatch(name, shape, dtype, expected_shape)
+            raise CheckpointError(
+                f"checkpoint {path} has a run-state array {name!r} of shape {shape} but the "
+                f"network needs {tuple(expected_shape)}; the file is inconsistent: restore it "
+                f"from a backup or re-save it."
+            )
+
+    def _net_mismatch(self, name, shape, dtype, expected):
+        return CheckpointError(
+            f"checkpoint {self.path} has array {name!r} of shape {shape} and dtype {dtype} but "
+            f"its config needs a float array of shape {tuple(expected)}; the file is "
+            f"inconsistent: restore it from a backup or re-save it."
+        )
+
+
+def _read_meta(archive: _Archive, path: Path) -> dict:
     not_ours = "re-save the network with xpnet.checkpoint.save or load the file with numpy.load"
-    if META_KEY not in npz.files:
+    if META_KEY not in archive.members:
         raise CheckpointError(
             f"{path} is an .npz file but not an xpnet checkpoint (it has no {META_KEY} entry); "
             f"{not_ours}."
         )
-    raw = _read(npz, META_KEY, path)
+    raw = archive.read(META_KEY, _TRAIN_KINDS, MAX_META_BYTES,
+                       what="bytes of JSON a checkpoint may describe itself with")
     try:
         if raw.dtype.kind == "U" and raw.size == 1:
             text = str(raw.reshape(())[()])
@@ -171,24 +429,28 @@ def _read_meta(npz, path: Path) -> dict:
         else:
             raise ValueError(f"{META_KEY} is a {raw.dtype} array of shape {raw.shape}")
         meta = json.loads(text)
+    except RecursionError as exc:
+        raise _corrupt(path, f"its {META_KEY} JSON is nested too deeply") from exc
     except ValueError as exc:  # also UnicodeDecodeError and json.JSONDecodeError
         raise _corrupt(path, exc) from exc
+    if _json_too_deep(meta):
+        raise _corrupt(path, f"its {META_KEY} JSON is nested more than {MAX_JSON_DEPTH} deep")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(
-            f"{path} is not an xpnet checkpoint (its {META_KEY} says format {found!r}, "
+            f"{path} is not an xpnet checkpoint (its {META_KEY} says format {found!r:.60}, "
             f"expected {FORMAT!r}); {not_ours}."
         )
     version = meta.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(
-            f"checkpoint {path} has an invalid format_version {version!r}; restore it from a "
-            f"backup or re-save it."
+            f"checkpoint {path} has an invalid format_version {version!r:.40}; restore it from "
+            f"a backup or re-save it."
         )
     if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} was saved by a newer xpnet (format version {version}, this xpnet "
-            f"reads up to {FORMAT_VERSION}); upgrade xpnet to load it."
+            f"checkpoint {path} was saved by a newer xpnet (format version {version}, this "
+            f"xpnet reads up to {FORMAT_VERSION}); upgrade xpnet to load it."
         )
     config = meta.get("config")
     architecture = meta.get("architecture", "MLP")
@@ -199,19 +461,43 @@ def _read_meta(npz, path: Path) -> dict:
             f"checkpoint {path} has no valid network config in its {META_KEY}; restore it from a "
             f"backup or re-save it."
         )
+    nbytes = _network_bytes(architecture, config)
+    if nbytes is not None and nbytes > MAX_NETWORK_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path} describes a network of {network_size(architecture, config)} "
+            f"parameters ({nbytes} bytes), more than the {MAX_NETWORK_BYTES} bytes a checkpoint "
+            f"may hold; the file is damaged or crafted: restore it from a backup."
+        )
     return meta
 
 
 def _open(path: Path):
-    """``np.load(path, allow_pickle=False)`` for a zip file, with plain-language errors."""
+    """The checkpoint file, opened for reading, with plain-language errors. Only a regular file
+    is opened (a FIFO would block, a device never end)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
+        f = open_regular(path)
     except FileNotFoundError as exc:
         raise CheckpointError(
             f"checkpoint {path} does not exist; check the path (save one with "
             f"xpnet.checkpoint.save)."
         ) from exc
+    except SpecialFileError as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is {exc.kind}, not a regular file; pass the .npz "
+            f"file written by xpnet.checkpoint.save."
+        ) from exc
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({_cause(exc)}); check the path and its permissions."
+        ) from exc
+    return f
+
+
+def _zip(f, path: Path) -> zipfile.ZipFile:
+    """The opened checkpoint file as a zip archive (which leaves closing ``f`` to the caller)."""
+    try:
+        head = f.read(4)
+        f.seek(0)
     except OSError as exc:
         raise CheckpointError(
             f"cannot read checkpoint {path} ({_cause(exc)}); check the path and its permissions."
@@ -223,28 +509,47 @@ def _open(path: Path):
             f"xpnet.checkpoint.save, or restore it from a backup if it was damaged."
         )
     try:
-        return np.load(path, allow_pickle=False)
+        return zipfile.ZipFile(f)
     except Exception as exc:  # a cut-off zip loses its central directory: BadZipFile
         raise _corrupt(path, exc) from exc
 
 
-def load_checkpoint(path, device="auto", expect_layers=None):
+def _wanted(name: str, read_state) -> bool:
+    if read_state is True:
+        return True
+    if read_state is False or read_state is None:
+        return False
+    return any(name.startswith(prefix) for prefix in read_state)
+
+
+def load_checkpoint(path, device="auto", expect_layers=None, *, read_state=True):
     """Load a checkpoint written by :func:`save` (format 2, or format 1 of the first release).
 
     Args:
-        path: the ``.npz`` file.
+        path: the ``.npz`` file (a regular file; anything else is refused without blocking).
         device: where the network goes: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` or a
             :class:`~xpnet.backend.Device`; any device, whichever one saved the file.
         expect_layers: if given, the ``layer_sizes`` the caller needs; a checkpoint of another
             architecture raises :class:`CheckpointError` naming both.
+        read_state: which training-state arrays to read: all (``True``), none (``False``: only
+            the network is read, and ``None`` is returned for the state), or those whose names
+            start with one of the given prefixes (e.g. ``("scaler/",)``); the JSON part of the
+            state is always returned unless ``read_state`` is ``False``.
 
     Returns:
         ``(net, training_state)``: ``training_state`` is ``{"json": dict, "arrays": {name:
         numpy array}}`` (host arrays) or ``None`` when the file holds none.
+
+    Bounds: the network may hold at most :data:`MAX_NETWORK_BYTES` (checked from its config
+    before anything is allocated), the JSON at most :data:`MAX_META_BYTES`, nested at most
+    :data:`MAX_JSON_DEPTH` deep, and the training arrays four float64 copies of the network plus
+    64 MiB; every member is read through a stream capped at what its config allows, after its
+    ``.npy`` header (dtype and shape) has been checked.
     """
     path = Path(path)
-    with _open(path) as npz:
-        meta = _read_meta(npz, path)
+    with _open(path) as f, _zip(f, path) as zf:
+        archive = _Archive(zf, path)
+        meta = _read_meta(archive, path)
         config = meta["config"]
         architecture = meta.get("architecture", "MLP")
         sizes = config.get("layer_sizes")
@@ -263,39 +568,56 @@ def load_checkpoint(path, device="auto", expect_layers=None):
             cls = _ARCHITECTURES[architecture]
             net = MLP(**config, device=device) if cls is MLP else \
                 Sequential.from_config(config, device=device)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise CheckpointError(
                 f"checkpoint {path} has an invalid network config ({_cause(exc)}); restore it "
                 f"from a backup or re-save it."
             ) from exc
         expected = {name: a.shape for name, a in net.state_dict().items()}
+        n_elements = sum(math.prod(shape) for shape in expected.values())
         renames = _v1_names(net) if meta["format_version"] == 1 else {n: n for n in expected}
         arrays = {}
         for stored, name in renames.items():
-            if stored not in npz.files:
+            if stored not in archive.members:
                 raise CheckpointError(
                     f"checkpoint {path} lacks the array {stored!r} that its config needs; the "
                     f"file is incomplete: restore it from a backup or re-save it."
                 )
-            a = _read(npz, stored, path)
-            if a.shape != expected[name] or a.dtype.kind not in "fiu":
+            shape = expected[name]
+            arrays[name] = archive.read(stored, _NET_KINDS, 8 * math.prod(shape), shape=shape)
+
+        train_arrays = {}
+        if read_state is not False and read_state is not None:
+            wanted = [key for key in archive.names if key.startswith(TRAIN_PREFIX)
+                      and _wanted(key[len(TRAIN_PREFIX):], read_state)]
+            budget = _train_budget(n_elements)
+            declared = sum(archive.members[key].file_size for key in wanted)
+            if declared > budget + len(wanted) * _NPY_HEADER_MAX:
                 raise CheckpointError(
-                    f"checkpoint {path} has array {stored!r} of shape {a.shape} and dtype "
-                    f"{a.dtype} but its config needs a float array of shape {expected[name]}; "
-                    f"the file is inconsistent: restore it from a backup or re-save it."
+                    f"checkpoint {path} declares {declared} bytes of run-state arrays, more "
+                    f"than the {budget} a network of {n_elements} values may need; the file is "
+                    f"damaged or crafted: restore it from a backup or re-save it."
                 )
-            arrays[name] = a
-        train_arrays = {
-            name[len(TRAIN_PREFIX):]: _read(npz, name, path)
-            for name in npz.files
-            if name.startswith(TRAIN_PREFIX)
-        }
+            for key in wanted:
+                name = key[len(TRAIN_PREFIX):]
+                m = _TRAIN_SHAPED.search(name) if meta["format_version"] > 1 else None
+                shape = expected.get(m["name"]) if m else None
+                train_arrays[name] = archive.read(key, _TRAIN_KINDS, budget, shape=shape,
+                                                  what="bytes the run state may hold")
+                budget -= train_arrays[name].nbytes
 
     # Parameters absent from a v1 file (the Linear bias before a batch norm) keep their zeros.
     net.load_state_dict(arrays, strict=meta["format_version"] > 1)
+    if read_state is False or read_state is None:
+        return net, None
     training = meta.get("training")
     if training is None and not train_arrays:
         return net, None
+    if training is not None and not isinstance(training, dict):
+        raise CheckpointError(
+            f"checkpoint {path} has run state that is not a JSON object; restore it from a "
+            f"backup or re-save it."
+        )
     state = {"json": training if training is not None else {}, "arrays": train_arrays}
     if meta["format_version"] == 1:
         _upgrade_v1(net, state)
@@ -367,8 +689,10 @@ def _upgrade_v1(net, state) -> None:
 
 
 def load(path, device="auto", expect_layers=None) -> Sequential:
-    """Load only the network from a checkpoint; see :func:`load_checkpoint`."""
-    return load_checkpoint(path, device=device, expect_layers=expect_layers)[0]
+    """Load only the network from a checkpoint (no training-state array is read); see
+    :func:`load_checkpoint`."""
+    return load_checkpoint(path, device=device, expect_layers=expect_layers,
+                           read_state=False)[0]
 
 
 # ------------------------------------------------------------------------- state helpers

@@ -1,19 +1,30 @@
-"""What the command-line programs share: one-line errors and exit codes.
+"""What the command-line programs share: one-line errors, exit codes, signals and output paths.
 
 Exit codes: 0 success, 1 runtime failure (missing data, unusable device, divergence, out of
 memory, unreadable checkpoint), 2 usage error (bad flags or values), 130/143 interrupted by
 SIGINT/SIGTERM. User errors print one line and no traceback; ``--debug`` shows the traceback.
+
+Signals (:class:`Interrupts`): by default SIGINT and SIGTERM abort at once, every file being
+written is removed (:func:`xpnet.io.atomic_write` cleans up on any exception), and the exit code
+is 130 or 143; from the first signal on, further ones are ignored, so a burst of Ctrl-C still
+exits 130 with one line. A program may switch to "stop" (the first signal only asks the work to
+stop at the next safe point; a second SIGINT aborts) or "defer" (signals are held until the
+block ends: used around a final save, so a finished run is never lost half-written).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 import unicodedata
 
 from .backend import DeviceUnavailableError, is_out_of_memory
+from .io import SpecialFileError, check_output_path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -24,6 +35,11 @@ class UsageError(Exception):
 
 class Failure(Exception):
     """A runtime failure already described in one sentence: exit code 1."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that ``finally`` blocks and temp-file cleanup
+    run (the default action would kill the process on the spot): exit code 143."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,24 +53,159 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+# ---------------------------------------------------------------------- signals
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupts:
+    """SIGINT/SIGTERM policy of one command-line run; :func:`run` installs one.
+
+    ``mode`` is ``"abort"`` (raise KeyboardInterrupt / :class:`Terminated` now), ``"stop"``
+    (record the first signal in :attr:`first` and carry on; a second SIGINT aborts),
+    ``"defer"`` (record it in :attr:`deferred` and carry on; see :meth:`defer`) or
+    ``"ignore"`` (the run is already on its way out with 130/143).
+    """
+
+    def __init__(self, prog: str):
+        self.prog = prog
+        self.mode = "abort"
+        self.first: int | None = None
+        self.deferred: int | None = None
+        self.aborted = False
+        self._old: dict = {}
+
+    def install(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        """Put the previous handlers back, unless a signal arrived during the run: then both
+        stay ignored, so the rest of a burst cannot strike while the process exits (an
+        uncaught KeyboardInterrupt there would end it with -2 instead of 130)."""
+        received = self.aborted or self.first is not None or self.deferred is not None
+        for sig, old in self._old.items():
+            signal.signal(sig, signal.SIG_IGN if received else old)
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.mode == "ignore":
+            return
+        if self.mode == "defer":
+            if self.deferred is None:
+                self.deferred = signum
+                _say_now(f"\n{self.prog}: {signal.Signals(signum).name} received while "
+                         f"saving: finishing the file first\n")
+            return
+        if self.mode == "stop":
+            if self.first is None:
+                self.first = signum
+                _say_now(f"\n{self.prog}: {signal.Signals(signum).name} received: stopping "
+                         f"after this epoch (Ctrl-C again to abort without saving)\n")
+                return
+            if signum != signal.SIGINT:
+                return  # already stopping; another SIGTERM changes nothing
+        self.abort(signum)
+
+    def abort(self, signum):
+        """Ignore both signals from now on and raise KeyboardInterrupt or Terminated."""
+        self.aborted = True
+        if self._old:
+            for sig in _SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    @contextlib.contextmanager
+    def defer(self):
+        """Hold SIGINT/SIGTERM until the block has finished (its work is then complete); the
+        first one that arrived meanwhile is left in :attr:`deferred`. The Python-level handler
+        runs in the main thread whichever thread the kernel picks, so this holds even with
+        BLAS threads around (blocking the signal in one thread would not)."""
+        previous, self.mode = self.mode, "defer"
+        try:
+            yield self
+        finally:
+            self.mode = previous
+
+    @property
+    def signal_exit_code(self) -> int | None:
+        sig = self.first if self.first is not None else self.deferred
+        return None if sig is None else 128 + sig
+
+
+def _say_now(text: str) -> None:
+    """Write to stderr from a signal handler: straight to the file descriptor, since the main
+    code may be inside a write to ``sys.stderr`` (a progress bar) that must not be re-entered."""
+    with contextlib.suppress(OSError, RuntimeError, ValueError, AttributeError):
+        sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode("utf-8", "replace"))
+
+
+_ACTIVE: list[Interrupts] = []
+
+
+def interrupts() -> Interrupts:
+    """The :class:`Interrupts` of the run in progress (a detached one outside :func:`run`)."""
+    return _ACTIVE[-1] if _ACTIVE else Interrupts("xpnet")
+
+
+# ---------------------------------------------------------------------- output paths
 def check_writable(flag, path) -> None:
-    """Fail before any work when ``path``'s folder cannot take a new file."""
+    """Fail before any work when ``path`` cannot take an output: its folder is missing or not
+    writable, or it is (or a symlink there points to) a directory, FIFO, device or socket.
+    Outputs are only ever regular files, written atomically: a special file is refused rather
+    than written through, since it could block (a FIFO without a reader), could not be
+    replaced atomically, and replacing it (``/dev/null`` as root) would be worse."""
     if path is None:
         return
-    parent = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        target = check_output_path(path)
+    except SpecialFileError as exc:
+        raise Failure(f"{flag} {path}: {path} is {exc.kind}, not a regular file; outputs are "
+                      f"written only to regular files (atomically): choose a file name") from None
+    parent = str(target.parent)
     if not os.path.isdir(parent):
         raise Failure(f"{flag} {path}: the folder {parent} does not exist")
-    if os.path.isdir(path):
-        raise Failure(f"{flag} {path} is a folder; give a file name")
     if not os.access(parent, os.W_OK):
         raise Failure(f"{flag} {path}: the folder {parent} is not writable")
 
 
-def run(main_fn, argv, prog) -> int:
-    """Call ``main_fn(argv)`` and turn known errors into one line on stderr and an exit code."""
-    debug = argv is not None and "--debug" in argv or argv is None and "--debug" in sys.argv
+def same_file(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (after symlinks; hard links included)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
     try:
-        return main_fn(argv)
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------- running
+def run(main_fn, argv, prog) -> int:
+    """Call ``main_fn(argv)`` and turn known errors into one line on stderr and an exit code,
+    with SIGINT/SIGTERM handled by an :class:`Interrupts` for the duration."""
+    debug = argv is not None and "--debug" in argv or argv is None and "--debug" in sys.argv
+    guard = Interrupts(prog).install()
+    _ACTIVE.append(guard)
+    try:
+        return _call(main_fn, argv, prog, debug, guard)
+    finally:
+        _ACTIVE.remove(guard)
+        guard.restore()
+
+
+def _call(main_fn, argv, prog, debug, guard) -> int:
+    try:
+        try:
+            return main_fn(argv)
+        finally:
+            # The work is over (done, failed or aborted): a signal from now on, such as the
+            # rest of a burst of Ctrl-C, must not raise on the way out.
+            guard.mode = "ignore"
     except SystemExit as exc:  # --help, or argparse exiting by itself
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except UsageError as exc:
@@ -64,6 +215,9 @@ def run(main_fn, argv, prog) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
     except Exception as exc:
         if is_out_of_memory(exc):
             msg = ("out of memory (" + type(exc).__name__ + "); use a smaller --batch-size "

@@ -1,21 +1,76 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one.
+"""File access for everything xpnet reads and writes for the user.
 
-Every file xpnet writes for the user (checkpoints, downloaded MNIST files, metrics JSON, learning
+Writes: every file xpnet writes (checkpoints, downloaded MNIST files, metrics JSON, learning
 curve plots) goes through :func:`atomic_write`, so an interrupted run, a full disk or a crash
 mid-write never leaves a truncated file where a good one was, and concurrent writers of the same
-name just replace one complete file with another.
+name just replace one complete file with another. Outputs are regular files only: a path that
+names a directory, FIFO, device or socket (directly or through a symlink) is refused with
+:class:`SpecialFileError` before anything is written, so ``/dev/null`` is never replaced and a
+FIFO can never hang a run.
+
+Reads: :func:`open_regular` opens a regular file without ever blocking (a FIFO given as an input
+is refused, not opened for a writer that never comes), and :func:`read_capped` reads at most a
+size known in advance, never a size the file itself declares.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
-__all__ = ["atomic_write", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "FileTooLargeError",
+    "SpecialFileError",
+    "atomic_write",
+    "check_output_path",
+    "file_kind",
+    "open_regular",
+    "read_capped",
+    "resolve_output",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
+
+
+class SpecialFileError(OSError):
+    """A path that must be a regular file names a directory, FIFO, device or socket."""
+
+    def __init__(self, path, kind: str, action: str):
+        super().__init__(errno.EINVAL, f"{path} is {kind}, not a regular file; {action}")
+        self.filename = os.fspath(path)
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class FileTooLargeError(OSError):
+    """A file holds more bytes than the most it may legitimately have."""
+
+    def __init__(self, path, size_text: str, limit: int):
+        super().__init__(errno.EFBIG, f"{path} holds {size_text} bytes, more than the "
+                                      f"{limit} it can legitimately have")
+        self.filename = os.fspath(path)
+        self.size_text, self.limit = size_text, limit
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def file_kind(mode: int) -> str:
+    """``"a FIFO (named pipe)"``, ``"a character device"``, ... for an ``st_mode``."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _read_umask_once() -> int:
@@ -42,6 +97,39 @@ def _umask() -> int:
     return _UMASK_AT_IMPORT
 
 
+# ---------------------------------------------------------------------------------- writes
+_OUTPUT_ACTION = "outputs are written only to regular files (atomically); choose a file name"
+
+
+def resolve_output(path: str | os.PathLike[str]) -> Path:
+    """Where a write to ``path`` lands: symlinks are followed (the link is kept and the file it
+    points to is replaced), so the result is the real path of the file to write."""
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """The resolved output path (:func:`resolve_output`); :class:`SpecialFileError` when
+    something other than a regular file is there."""
+    target = resolve_output(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError:
+        return target  # e.g. EACCES: the write itself will report it
+    if not stat.S_ISREG(mode):
+        raise SpecialFileError(path, file_kind(mode), _OUTPUT_ACTION)
+    return target
+
+
+def _existing_mode(target: Path) -> int | None:
+    try:
+        st = os.stat(target)
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+
+
 @contextlib.contextmanager
 def atomic_write(
     path: str | os.PathLike[str],
@@ -59,16 +147,20 @@ def atomic_write(
 
     Guarantees:
 
-    * The data go to a new temp file in the same folder as ``path``, with a hidden name
+    * Only regular files are written: when ``path`` (or what a symlink there points to) is a
+      directory, FIFO, device or socket, :class:`SpecialFileError` is raised before the block
+      runs, and that node is left alone (``/dev/null`` is never replaced).
+    * A symlink at ``path`` is followed: the file it points to is replaced and the link kept.
+    * The data go to a new temp file in the same folder as the file replaced, with a hidden name
       (``.NAME.XXXXXXXX.tmp``), so the final rename never crosses file systems.
-    * On a clean exit the temp file is flushed and fsynced, renamed onto ``path`` with
+    * On a clean exit the temp file is flushed and fsynced, renamed onto the target with
       :func:`os.replace` (atomic on POSIX and Windows: readers see the old file or the new one),
       and the folder is fsynced so the rename survives a crash (skipped where a folder cannot be
       opened, as on Windows).
     * On any exception in the block (KeyboardInterrupt included) or while finishing, the temp
       file is removed, ``path`` is left exactly as it was, and the exception propagates.
-    * The new file gets mode ``0o666 & ~umask``, like a file made by :func:`open`
-      (``mkstemp`` alone would make it 0600). A symlink at ``path`` is replaced, not followed.
+    * Permissions are those :func:`open` would give: a new file gets ``0o666 & ~umask``
+      (``mkstemp`` alone would make it 0600); a regular file that is replaced keeps its mode.
 
     Raises ``ValueError`` for a mode other than ``"w"``/``"wt"``/``"wb"``, ``OSError`` when the
     folder cannot take the temp file or any write, sync or rename fails.
@@ -78,7 +170,7 @@ def atomic_write(
     text = "b" not in mode
     if not text and (encoding is not None or newline is not None):
         raise ValueError("atomic_write: encoding and newline apply to text mode only")
-    target = Path(path)
+    target = check_output_path(path)
     # tempfile.mkstemp is looked up at call time so tests can inject faults through it.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -93,7 +185,9 @@ def atomic_write(
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        check_output_path(path)  # again: something else may have been put there meanwhile
+        kept = _existing_mode(target)
+        os.chmod(tmp, kept if kept is not None else 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         _remove(tmp)
@@ -132,3 +226,56 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------- reads
+_INPUT_ACTION = "give the path of a regular file"
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading in binary mode, only if it is a regular file (symlinks are
+    followed). Never blocks: a FIFO, device, socket or directory raises
+    :class:`SpecialFileError` (checked before opening, and again on the open descriptor, so a
+    swap in between is caught). Other problems raise the usual ``OSError``."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise SpecialFileError(path, file_kind(mode), _INPUT_ACTION)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SpecialFileError(path, file_kind(mode), _INPUT_ACTION)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_capped(path: str | os.PathLike[str], limit: int, chunk: int = 1 << 20) -> bytearray:
+    """The whole regular file ``path``, which may hold at most ``limit`` bytes: a larger file
+    raises :class:`FileTooLargeError` without more than ``limit + 1`` bytes ever being read or
+    allocated (its size on disk is checked first; a sparse or growing file changes nothing).
+    A bytearray, so views of it are writable."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise FileTooLargeError(path, str(size), limit)
+        buf = bytearray(min(size, limit) + 1)
+        view = memoryview(buf)
+        n = 0
+        try:
+            while n < len(buf):
+                got = f.readinto(view[n:n + chunk])
+                if not got:
+                    break
+                n += got
+        finally:
+            view.release()
+    if n > limit:
+        raise FileTooLargeError(path, f"more than {limit}", limit)
+    del buf[n:]
+    return buf

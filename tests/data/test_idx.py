@@ -224,6 +224,20 @@ def test_synthetic_damage_is_reported(tmp_path, replace, fragment):
     assert str(tmp_path) in message  # says where to put the fix
 
 
+def test_splits_read_only_their_files(tmp_path):
+    arrays = write_set(tmp_path)
+    for name in NAMES[:2]:
+        (tmp_path / f"{name}.gz").unlink()  # no training files at all: never looked for
+    data = load_mnist(tmp_path, download=False, verify=False, splits=("test",))
+    assert data.X_train is None and data.y_train is None
+    np.testing.assert_array_equal(data.y_test, arrays["y_test"])
+    with pytest.raises(MnistDataError, match=NAMES[0]):
+        load_mnist(tmp_path, download=False, verify=False)
+    for bad in ((), ("dev",)):
+        with pytest.raises(ValueError, match="splits"):
+            load_mnist(tmp_path, download=False, splits=bad)
+
+
 def test_count_mismatch_names_both_files(tmp_path):
     write_set(tmp_path, replace={NAMES[1]: idx_bytes(LABELS_MAGIC, (5,), bytes(5))})
     with pytest.raises(MnistDataError) as info:

@@ -1,7 +1,9 @@
-"""The published SHA-256 of the original MNIST files, and hashing of files on disk.
+"""The published SHA-256 and sizes of the original MNIST files, and hashing of files on disk.
 
 Shared by the loader (:mod:`.mnist`, which verifies what it reads) and the downloader
-(:mod:`.download`, which verifies what it fetches before renaming it into place).
+(:mod:`.download`, which verifies what it fetches before renaming it into place). The sizes are
+known in advance, so neither ever reads, inflates or downloads more than the original holds,
+whatever a file or a server declares.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 
-__all__ = ["SHA256", "read_hashed", "sha256_file"]
+from ..io import open_regular, read_capped
+
+__all__ = ["SHA256", "SIZES", "read_hashed", "sha256_file"]
 
 # Published SHA-256 of the original files, compressed and uncompressed (SHA256SUMS format).
 _SHA256SUMS = """
@@ -26,25 +30,38 @@ SHA256: dict[str, str] = {
     name: digest for digest, name in (line.split() for line in _SHA256SUMS.strip().splitlines())
 }
 
+# Sizes in bytes of the original files, compressed and uncompressed. An uncompressed size is
+# also the most any MNIST-format file of that name can hold (a derived subset is smaller).
+SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte.gz": 9912422,
+    "train-labels-idx1-ubyte.gz": 28881,
+    "t10k-images-idx3-ubyte.gz": 1648877,
+    "t10k-labels-idx1-ubyte.gz": 4542,
+    "train-images-idx3-ubyte": 47040016,
+    "train-labels-idx1-ubyte": 60008,
+    "t10k-images-idx3-ubyte": 7840016,
+    "t10k-labels-idx1-ubyte": 10008,
+}
+
 _CHUNK = 1 << 20
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
 
-def read_hashed(path: str | os.PathLike[str]) -> tuple[bytearray, str]:
-    """A whole file and its hex SHA-256, from one read; a bytearray so views of it are
-    writable."""
-    with open(path, "rb") as f:
-        buf = bytearray(os.fstat(f.fileno()).st_size)
-        n = f.readinto(buf)
-    del buf[n:]
+def read_hashed(path: str | os.PathLike[str], limit: int) -> tuple[bytearray, str]:
+    """A whole regular file of at most ``limit`` bytes and its hex SHA-256, from one read; a
+    bytearray so views of it are writable. A larger file raises
+    :class:`xpnet.io.FileTooLargeError` having read at most ``limit + 1`` bytes; a FIFO or
+    device raises :class:`xpnet.io.SpecialFileError` without blocking."""
+    buf = read_capped(path, limit)
+    n = len(buf)
     h = hashlib.sha256()
     view = memoryview(buf)
     for start in range(0, n, _CHUNK):

@@ -5,12 +5,18 @@ A download goes to a uniquely named temp file in the target directory
 renamed onto its final name, with the permissions the umask gives a new file. Readers and
 concurrent downloaders sharing a cache directory therefore only ever see a complete, verified
 file (two processes that race just replace identical bytes with identical bytes).
+
+A download is bounded: a mirror that announces or sends more bytes than the original file has
+is dropped at once (never more than that size plus one chunk is written), and one that stalls
+(less than 64 KiB in ``stall_timeout`` seconds, or silence for ``timeout`` seconds) is dropped
+too. A directory this module created for a download that then failed is removed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -19,7 +25,7 @@ from typing import IO
 
 from ..io import atomic_write
 from ..progress import progress_bar
-from .checksums import SHA256, sha256_file
+from .checksums import SHA256, SIZES, sha256_file
 from .errors import MnistDataError
 
 __all__ = ["DEFAULT_MIRRORS", "download_file", "resolve_mirrors"]
@@ -29,6 +35,7 @@ DEFAULT_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 _CHUNK = 1 << 16
+_STALL_BYTES = 1 << 16  # at least this much (or the rest of the file) per stall_timeout
 _USER_AGENT = "xpnet-mnist-downloader (python urllib)"
 
 
@@ -52,29 +59,38 @@ def download_file(
     mirrors: Sequence[str] | None = None,
     progress: bool = False,
     timeout: float = 30.0,
+    stall_timeout: float = 60.0,
 ) -> Path:
     """Download ``filename`` (one of the four MNIST ``.gz`` names) into ``directory``.
 
     Tries ``base_url + filename`` for each mirror (see :func:`resolve_mirrors`) and moves on after
-    any failure: HTTP or connection error, timeout (``timeout`` seconds per socket operation),
-    short body, or SHA-256 mismatch. Returns the final path. Raises :class:`MnistDataError` when
-    the directory is not writable or every mirror failed; then no file, final or temporary, is left.
+    any failure: HTTP or connection error, silence for ``timeout`` seconds, a stall (less than
+    64 KiB in ``stall_timeout`` seconds), a body longer than the original file (announced or
+    sent: reading stops there), a short body, or SHA-256 mismatch. Returns the final path.
+    Raises :class:`MnistDataError` when the directory is not writable or every mirror failed;
+    then no file, final or temporary, is left, and no directory this call created.
     """
     if filename not in SHA256 or not filename.endswith(".gz"):
         raise ValueError(f"{filename!r} is not one of the MNIST .gz files")
     directory = Path(directory)
     final = directory / filename
+    created = []
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        created = _make_dirs(directory)
         # Only a body that passed _fetch's length and SHA-256 checks leaves this block without
         # an exception, so only verified bytes are ever renamed onto the final name.
         with atomic_write(final) as out:
-            _fetch_from_any(filename, directory, out, resolve_mirrors(mirrors), progress, timeout)
+            _fetch_from_any(filename, directory, out, resolve_mirrors(mirrors), progress, timeout,
+                            stall_timeout)
     except OSError as exc:
+        _remove_dirs(created)
         raise MnistDataError(
-            f"cannot write {filename} to {directory} ({exc}); choose a writable directory with "
-            f"--data-dir or XPNET_DATA_DIR"
+            f"cannot write {filename} to {directory} ({exc.strerror or exc}); choose a writable "
+            f"directory with --data-dir or XPNET_DATA_DIR"
         ) from exc
+    except BaseException:
+        _remove_dirs(created)
+        raise
 
     # Guards against anything else writing the final name non-atomically in the meantime.
     digest = sha256_file(final)
@@ -86,6 +102,27 @@ def download_file(
     return final
 
 
+def _make_dirs(directory: Path) -> list[Path]:
+    """``mkdir -p directory``; returns the directories it created, outermost first."""
+    missing = []
+    d = directory.absolute()
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    """Remove the directories :func:`_make_dirs` created, innermost first, where still empty
+    (another process may have put a file there meanwhile: then it stays)."""
+    for d in reversed(created):
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 def _fetch_from_any(
     filename: str,
     directory: Path,
@@ -93,6 +130,7 @@ def _fetch_from_any(
     mirrors: list[str],
     progress: bool,
     timeout: float,
+    stall_timeout: float,
 ) -> None:
     """Fill ``out`` with the verified ``filename`` from the first mirror that delivers it;
     :class:`MnistDataError` listing every mirror's failure when none does."""
@@ -102,7 +140,8 @@ def _fetch_from_any(
         out.seek(0)
         out.truncate()
         try:
-            _fetch(url, out, SHA256[filename], progress, timeout)
+            _fetch(url, out, SHA256[filename], SIZES[filename], progress, timeout,
+                   stall_timeout)
             return
         except Exception as exc:  # any failure means "try the next mirror"
             failures.append(f"{url}: {_describe(exc)}")
@@ -113,22 +152,40 @@ def _fetch_from_any(
     )
 
 
-def _fetch(url: str, out: IO[bytes], expected: str, progress: bool, timeout: float) -> None:
+def _fetch(url: str, out: IO[bytes], expected: str, size: int, progress: bool, timeout: float,
+           stall_timeout: float) -> None:
+    """Copy ``url``'s body to ``out``: at most ``size`` bytes (the original file's), else
+    :class:`_BadBody` as soon as there is one byte more; :class:`_BadBody` on a stall."""
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     h = hashlib.sha256()
     received = 0
     with urllib.request.urlopen(request, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
+        total = int(length) if length and length.isdigit() and len(length) < 20 else None
+        if total is not None and total > size:
+            raise _BadBody(f"the mirror announces {total} bytes, the original file has {size}")
         bar = progress_bar(progress, total=total, desc=url.rsplit("/", 1)[-1], unit="B",
                            unit_scale=True, unit_divisor=1024)
+        window_start, window_bytes = time.monotonic(), 0
         try:
-            while chunk := response.read(_CHUNK):
+            # read1: whatever has arrived (read(n) would wait for all n bytes, so a trickle of
+            # one byte per socket timeout would never time out).
+            while chunk := response.read1(_CHUNK):
+                received += len(chunk)
+                if received > size:
+                    raise _BadBody(f"the body is longer than the {size} bytes of the original "
+                                   f"file; stopped reading there")
                 out.write(chunk)
                 h.update(chunk)
-                received += len(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
+                window_bytes += len(chunk)
+                now = time.monotonic()
+                if now - window_start >= stall_timeout:
+                    if window_bytes < min(_STALL_BYTES, size - (received - window_bytes)):
+                        raise _BadBody(f"stalled ({window_bytes} bytes in the last "
+                                       f"{now - window_start:.0f} s)")
+                    window_start, window_bytes = now, 0
         finally:
             if bar is not None:
                 bar.close()

@@ -19,11 +19,17 @@ data, ``NN`` = number of dimensions), ``NN`` uint32 dimension sizes, then exactl
 Every problem (missing file, bad gzip, bad header, wrong length, wrong SHA-256) raises
 :class:`MnistDataError` with one sentence naming the file, the problem and the fix. Partial or
 unverified data is never returned.
+
+Reads are bounded by sizes known in advance (:data:`~.checksums.SIZES`), never by what a file
+declares: a file is read only up to the size of the original (with ``verify``, a ``.gz`` up to
+the original ``.gz``'s size), and a ``.gz`` is inflated only up to the original's uncompressed
+size, so a sparse multi-gigabyte file or a gzip bomb is refused after reading at most that
+much. Only regular files are read: a FIFO or device of one of these names is refused, never
+opened for reading (which could block forever).
 """
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import zlib
@@ -33,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checksums import SHA256, read_hashed, sha256_file
+from ..io import FileTooLargeError, SpecialFileError, file_kind
+from .checksums import SHA256, SIZES, read_hashed, sha256_file
 from .download import download_file
 from .errors import MnistDataError
 
@@ -59,6 +66,10 @@ SPLITS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
 }
 FILE_NAMES = tuple(name for images, labels, _ in SPLITS.values() for name in (images, labels))
+# Bytes accepted beyond an original file's size before reading stops (a .gz may hold another
+# 0.1%: gzip adds at most about 0.03% and some framing to incompressible data).
+_SLACK = 1 << 16
+_INFLATE_STEP = 4 << 20
 
 _REPLACE = "replace it with the original file"
 
@@ -70,13 +81,14 @@ class MnistData:
     ``X_train``: uint8, shape (60000, 784); ``X_test``: uint8, shape (10000, 784). Each row is one
     28x28 image flattened row-major, pixels 0..255 with 0 the background (not scaled).
     ``y_train``: int64, shape (60000,); ``y_test``: int64, shape (10000,); digits 0..9.
+    The arrays of a split that :func:`load_mnist` was not asked for are None.
     ``data_dir``: the directory the files were read from.
     """
 
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
+    X_train: np.ndarray | None
+    y_train: np.ndarray | None
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
     data_dir: Path
 
 
@@ -93,13 +105,45 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.path.abspath(os.path.expanduser(chosen)))
 
 
-def gunzip(data: bytes, name: str, hint: str = _REPLACE) -> bytes:
-    """Decompress a whole gzip file held in memory; any damage raises :class:`MnistDataError`."""
+def gunzip(data: bytes, name: str, hint: str = _REPLACE, max_size: int | None = None) -> bytes:
+    """Decompress a whole gzip file held in memory; any damage raises :class:`MnistDataError`.
+
+    With ``max_size``, inflating stops as soon as the output would exceed ``max_size`` bytes
+    (a :class:`MnistDataError` saying so), so a small file that inflates to gigabytes costs at
+    most ``max_size + 1`` bytes of memory. Concatenated gzip members are joined, as by gzip.
+    """
+    return bytes(_inflate(data, name, hint, max_size))
+
+
+def _inflate(data, name: str, hint: str, max_size: int | None) -> bytearray:
+    """:func:`gunzip` into a bytearray (so views of it are writable and nothing is copied),
+    4 MiB of output at a time."""
+    out = bytearray()
+    rest = memoryview(data)
     try:
-        return gzip.decompress(data)
-    except EOFError as exc:
-        raise MnistDataError(f"{name} is truncated (the gzip stream ended early); {hint}") from exc
-    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        while True:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing, CRC checked
+            pending = rest
+            while True:
+                room = _INFLATE_STEP if max_size is None else \
+                    min(_INFLATE_STEP, max_size + 1 - len(out))
+                piece = inflater.decompress(pending, room)
+                out += piece
+                if max_size is not None and len(out) > max_size:
+                    raise MnistDataError(
+                        f"{name} inflates to more than {max_size} bytes, far more than the "
+                        f"original file holds, so it is not an MNIST file; {hint}"
+                    )
+                pending = inflater.unconsumed_tail
+                if inflater.eof or (not pending and len(piece) < room):
+                    break
+            if not inflater.eof:
+                raise MnistDataError(
+                    f"{name} is truncated (the gzip stream ended early); {hint}")
+            rest = memoryview(inflater.unused_data)
+            if not rest:
+                return out
+    except zlib.error as exc:
         raise MnistDataError(f"{name} is not a valid gzip file ({exc}); {hint}") from exc
 
 
@@ -159,9 +203,24 @@ def _load_idx(
 ) -> np.ndarray:
     name = path.name
     hint = f"delete it and run again to re-download it, or put the original file in {path.parent}"
-    data, digest = read_hashed(path)
+    base = name[:-3] if name.endswith(".gz") else name
+    # The most this file may hold (a little more than the original, so that a few stray bytes
+    # still get the specific diagnosis below): known in advance, never read from the file.
+    raw_limit = SIZES[base] + _SLACK
+    limit = raw_limit + raw_limit // 1000 if name.endswith(".gz") else raw_limit
+    try:
+        data, digest = read_hashed(path, limit)
+    except FileTooLargeError as exc:
+        raise MnistDataError(
+            f"{name} holds {exc.size_text} bytes, far more than the {SIZES[name]} of the "
+            f"original file, so it is not an MNIST file; {hint}"
+        ) from exc
+    except SpecialFileError as exc:
+        raise MnistDataError(f"{path} is {exc.kind}, not a regular file; {hint}") from exc
+    except OSError as exc:
+        raise MnistDataError(f"cannot read {path} ({exc.strerror or exc}); {hint}") from exc
     # Structure is checked before the checksum so a damaged file gets the specific diagnosis.
-    raw = gunzip(data, name, hint) if name.endswith(".gz") else data
+    raw = _inflate(data, name, hint, raw_limit) if name.endswith(".gz") else data
     array = parse_idx(raw, name, expect_magic, expect_dims, hint)
     if verify and digest != SHA256[name]:
         raise MnistDataError(
@@ -175,11 +234,21 @@ def _offline() -> bool:
     return os.environ.get("XPNET_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _find(directory: Path) -> dict[str, Path | None]:
+def _find(directory: Path, names: Sequence[str]) -> dict[str, Path | None]:
+    """Each name's file, ``.gz`` first; None when neither form exists. A name that exists but
+    is not a regular file (a FIFO, a device, a directory) is an error, not a missing file."""
     found: dict[str, Path | None] = {}
-    for name in FILE_NAMES:
-        candidates = (directory / f"{name}.gz", directory / name)
-        found[name] = next((p for p in candidates if p.is_file()), None)
+    for name in names:
+        found[name] = None
+        for p in (directory / f"{name}.gz", directory / name):
+            if p.is_file():
+                found[name] = p
+                break
+            if p.exists():  # exists, but not as a regular file (a dangling symlink does not)
+                raise MnistDataError(
+                    f"{p} is {file_kind(p.stat().st_mode)}, not a regular file; remove it and "
+                    f"run again, or put the original MNIST file there"
+                )
     return found
 
 
@@ -190,6 +259,7 @@ def load_mnist(
     *,
     mirrors: Sequence[str] | None = None,
     verify: bool = True,
+    splits: Sequence[str] = ("train", "test"),
 ) -> MnistData:
     """Load MNIST from ``resolve_data_dir(data_dir)``, downloading missing files first.
 
@@ -202,11 +272,19 @@ def load_mnist(
     derived subsets); the IDX structure, 28x28 size, matching image/label counts and the 0..9
     label range are always checked.
 
+    ``splits`` names the splits to read (``"train"``, ``"test"``); only their files are read or
+    downloaded, and the arrays of a split not asked for are None (``xpnet.predict --test-index``
+    reads the 10000 test images only).
+
     Returns :class:`MnistData` (uint8 images (N, 784), int64 labels (N,)). Raises
     :class:`MnistDataError` for any missing, damaged or unexpected file.
     """
+    splits = tuple(splits)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits must name some of {list(SPLITS)}; got {list(splits)!r}")
     directory = resolve_data_dir(data_dir)
-    paths = _find(directory)
+    paths = _find(directory, [n for s in splits for n in SPLITS[s][:2]])
     missing = [name for name, path in paths.items() if path is None]
     if missing:
         if not download or _offline():
@@ -220,8 +298,9 @@ def load_mnist(
         for name in missing:
             paths[name] = download_file(f"{name}.gz", directory, mirrors=mirrors, progress=progress)
 
-    arrays: dict[str, np.ndarray] = {}
-    for split, (images_name, labels_name, count) in SPLITS.items():
+    arrays: dict[str, np.ndarray | None] = {f"{p}_{s}": None for s in SPLITS for p in "Xy"}
+    for split in splits:
+        images_name, labels_name, count = SPLITS[split]
         n = count if verify else None
         labels_path, images_path = paths[labels_name], paths[images_name]
         assert labels_path is not None and images_path is not None
