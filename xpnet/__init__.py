@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MLP", "Sequential", "fit", "Trainer", "History", "TrainingDiverged", "Scaler",
     "stratified_split", "Device", "DeviceUnavailableError", "get_device", "load_mnist", "save",
-    "load", "gradcheck", "GradcheckError", "__version__",
+    "load", "gradcheck", "GradcheckError", "export", "from_torch", "to_torch", "__version__",
 ]
 
 
@@ -22,4 +22,10 @@ def __getattr__(name):
     if name in ("save", "load", "load_checkpoint"):
         from . import checkpoint
         return getattr(checkpoint, name)
+    if name == "export":  # the module, callable as xpnet.export(net, path, ...): see its doc
+        import importlib
+        return importlib.import_module(".export", __name__)
+    if name in ("from_torch", "to_torch"):
+        from .export import from_torch, to_torch
+        return from_torch if name == "from_torch" else to_torch
     raise AttributeError(f"module 'xpnet' has no attribute {name!r}")
