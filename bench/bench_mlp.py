@@ -15,9 +15,9 @@ teacher, so training makes measurable progress). Workloads (pytest-benchmark gro
 ``adam_step_over_fwd_bwd[m=128]`` (xpnet backends only, not in ``run.py``'s table): the time of
 an Adam training step (forward + backward + update) over the time of forward + backward alone,
 both measured in the same test on the same net and batch, in alternating blocks (ABBA), so
-that machine drift hits both alike. The ratio is in the benchmark's ``extra_info``; the target
-is ``ADAM_STEP_TARGET`` (1.15x), i.e. the update costs at most 15% of a forward + backward.
-``interleaved_check`` measures the same ratio again for ``run.py``.
+that machine drift hits both alike. The ratio is in the benchmark's ``extra_info``, as a
+description; the target, ``ADAM_STEP_TARGET`` (1.15x: the update costs at most 15% of a
+forward + backward), is judged only by ``interleaved_check``, which ``run.py`` prints.
 
 Backends: ``xpnet-numpy``; ``xpnet-cupy`` (when ``xpnet.backend.cuda_status()`` says a GPU is
 usable); ``torch-cpu`` / ``torch-cuda`` (PyTorch eager: ``F.linear`` with plain weight tensors,
@@ -581,11 +581,11 @@ def test_adam_step_over_forward_backward(benchmark, backend, bench_quick):
     fb = float(np.median([a for a, _ in times]))
     step = float(np.median([b for _, b in times]))
     ratio = float(np.median([b / a for a, b in times]))
+    # Descriptive only: the verdict on the target comes from run.py's interleaved check.
     benchmark.extra_info.update(fwd_bwd_median_s=fb, adam_step_median_s=step,
-                                adam_over_fwd_bwd=ratio,
-                                verdict="met" if ratio <= ADAM_STEP_TARGET else "MISSED")
+                                adam_over_fwd_bwd=ratio)
     print(f"\n{backend}: Adam step {step * 1e3:.3f} ms / forward+backward {fb * 1e3:.3f} ms "
-          f"= {ratio:.2f}x (target <= {ADAM_STEP_TARGET:.2f}x)")
+          f"= {ratio:.2f}x (descriptive)")
     assert math.isfinite(ratio) and ratio > 0
     # the Adam steps took: the batch is fitted better than by the initial weights
     loss_n = float(impl.loss_and_grads(net, Xd, yd))

@@ -161,3 +161,37 @@ def format_description(info: dict) -> str:
 def pytest_benchmark_update_machine_info(config, machine_info):
     # Called only when benchmarks run; after bench_mlp set torch's thread count.
     machine_info["xpnet_bench"] = machine_description()
+
+
+# ---------------------------------------------------------------------- result files
+def git_short_sha(root=None) -> str:
+    """The checkout's short commit, or ``nogit``."""
+    import subprocess
+
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, check=True).stdout.strip() or "nogit"
+    except (OSError, subprocess.CalledProcessError):
+        return "nogit"
+
+
+def free_path(path: str) -> str:
+    """``path``, or ``<stem>-2<ext>``, ``-3``, ... : the first name that does not exist yet, so
+    no earlier (committed) result is ever rewritten."""
+    stem, ext = os.path.splitext(path)
+    k = 2
+    while os.path.exists(path):
+        path = f"{stem}-{k}{ext}"
+        k += 1
+    return path
+
+
+def result_path(prefix: str = "", slug: str | None = None, directory: str | None = None) -> str:
+    """A new file ``bench/results/<prefix><machine>-<YYYY-MM-DD>-<short sha>[-N].json``."""
+    import datetime as dt
+
+    directory = directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    slug = slug or machine_slug()
+    name = f"{prefix}{slug}-{dt.date.today().isoformat()}-{git_short_sha()}.json"
+    return free_path(os.path.join(directory, name))

@@ -14,13 +14,13 @@ time only (no data loading, no transfer of the data to the device, no evaluation
 MNIST is read from the four ``.gz`` (or uncompressed) IDX files in ``--data-dir``, else
 ``$XPNET_DATA_DIR``, else ``~/.cache/xpnet/mnist``, else ``../shared/data/mnist`` next to the
 repository. Images are scaled to [0, 1]. Results are printed and written as JSON to
-``bench/results/time_to_accuracy-<machine>-<date>.json``.
+a new file ``bench/results/time_to_accuracy-<machine>-<date>-<short commit>.json`` (``-2``,
+``-3``, ... is added when the name exists: earlier results are never rewritten).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gzip
 import importlib.util
 import json
@@ -240,7 +240,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
     p.add_argument("--output", help="JSON path (default bench/results/time_to_accuracy-"
-                   "<machine>-<date>.json)")
+                   "<machine>-<date>-<commit>.json; an existing file is never overwritten)")
     args = p.parse_args(argv)
     if args.momentum is not None and "momentum" not in optimizer_options(args.optimizer):
         takes = [n for n in OPTIMIZERS if "momentum" in optimizer_options(n)]
@@ -283,11 +283,10 @@ def main(argv=None):
     conf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conf)
     machine = conf.machine_description()
-    path = args.output or os.path.join(
-        BENCH_DIR, "results",
-        f"time_to_accuracy-{machine['slug']}-{_dt.date.today().isoformat()}.json")
+    path = conf.free_path(args.output) if args.output else conf.result_path(
+        "time_to_accuracy-", machine["slug"], os.path.join(BENCH_DIR, "results"))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
+    with open(path, "x") as f:
         json.dump({"target": args.target, "epochs_cap": args.epochs, "machine": machine,
                    "command": " ".join(sys.argv), "results": results,
                    "ratio_xpnet_over_torch": ratio,
