@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, distributed
 from .checkpoint import (
     MAX_NETWORK_BYTES,
     CheckpointError,
@@ -152,6 +152,11 @@ def build_parser() -> Parser:
                formatter_class=ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("device and architecture")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI, launched as `mpiexec -n N python -m "
+                        "xpnet.train --distributed ...`: --batch-size is the global batch, "
+                        "each rank uses GPU local_rank with --device auto/cuda, rank 0 prints "
+                        "and saves (pip install -e '.[mpi]')")
     g.add_argument("--layers", type=_layers, default=_layers(DEFAULTS["layers"]),
                    help="all layer sizes, input through output (first 784, last 10 for MNIST)")
     g.add_argument("--activation", default=DEFAULTS["activation"], choices=list(ACTIVATIONS))
@@ -200,13 +205,17 @@ def build_parser() -> Parser:
 # ---------------------------------------------------------------------- the job
 def main(argv=None) -> int:
     """Run the training CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    return run(_main, argv, PROG)
+    return distributed.finish(run(_main, argv, PROG))  # with MPI, a failure ends every rank
 
 
 def _main(argv) -> int:
     """The run as a data flow: each step below is one function, in the order it happens."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    # MPI starts first, so that only rank 0 prints, usage errors included.
+    wanted = "--distributed" in given and not {"-h", "--help"} & set(given)
+    comm = distributed.init_cli() if wanted else None
     args = _parse_args(argv)
-    device = _pick_device(args)
+    device = _pick_device(args, comm)
     resume = _resume_state(args, device) if args.resume else None
     data = _load_data(args)
     net, seed = _build_or_resume(args, device, resume)
@@ -215,7 +224,9 @@ def _main(argv) -> int:
     _announce(args, net, arrays, lr)
     signals = interrupts()
     signals.mode = "stop"  # from here until the checkpoint is written: stop, do not abort
-    trainer, history = _train(args, net, arrays, resume, seed, lr, signals)
+    trainer, history = _train(args, net, arrays, resume, seed, lr, signals, comm)
+    if not distributed.is_root(comm):
+        return EXIT_OK  # rank 0 tests, saves and reports
     _check_finite(args, net, trainer, lr)
     test = None if history.interrupted else _test(args, net, arrays, lr)
     if args.save:
@@ -292,16 +303,18 @@ def _check_collisions(args, outputs):
                                      f"would overwrite; choose another file")
 
 
-def _pick_device(args):
-    """The ``--device`` to train on (``auto`` says why it fell back to the CPU)."""
+def _pick_device(args, comm=None):
+    """The ``--device`` to train on (``auto`` says why it fell back to the CPU); with MPI,
+    ``auto`` and ``cuda`` mean GPU ``local_rank``."""
     if args.tf32:
         backend.enable_tf32(True)  # before get_device, which is when CuPy reads the setting
     try:
-        device = backend.get_device(args.device)
+        device = distributed.rank_device(args.device, comm)
     except ValueError as exc:
         raise UsageError(f"--device: {exc}") from None
     why = f" (auto: {device.fallback_reason})" if device.fallback_reason else ""
-    _say(args, f"device: {device.name}{why}")
+    ranks = f" x {comm.size} MPI ranks" if comm is not None else ""
+    _say(args, f"device: {device.name}{ranks}{why}")
     return device
 
 
@@ -535,7 +548,7 @@ def _announce(args, net, arrays, lr):
                f"schedule {args.schedule} batch {args.batch_size or 'full'} epochs {args.epochs}")
 
 
-def _train(args, net, arrays, resume, seed, lr, signals):
+def _train(args, net, arrays, resume, seed, lr, signals, comm=None):
     """Fit ``net`` until ``--epochs``, early stopping, or a first SIGINT/SIGTERM (then it stops
     after the epoch in progress; ``history.interrupted``). Returns ``(trainer, history)``."""
     options = resume.trainer_options if resume is not None else {}
@@ -544,7 +557,8 @@ def _train(args, net, arrays, resume, seed, lr, signals):
                           batch_size=args.batch_size, schedule=args.schedule,
                           patience=args.patience, seed=seed, progress=args.progress,
                           callback=_epoch_printer(args, len(arrays.y_train),
-                                                  arrays.X_dev is not None, signals), **options)
+                                                  arrays.X_dev is not None, signals),
+                          comm=comm, **options)
     except (TypeError, ValueError) as exc:
         if resume is None:
             raise

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import as_array, is_device_array
+from .distributed import DataParallel
 from .network import Sequential, check_seed
 from .optimizers import Optimizer, Schedule, make_optimizer
 from .parameters import check_state_array
@@ -184,6 +185,11 @@ class Trainer:
         progress: show a tqdm bar (samples/s) when tqdm is installed.
         callback: ``callback(trainer, record)`` after each epoch; a true return value stops
             training cleanly after that epoch (``history.interrupted``).
+        comm: data-parallel training over MPI: :func:`xpnet.distributed.init`'s communicator
+            (or an mpi4py one). Each rank trains on its share of every global batch of
+            ``batch_size``, and the result is that of one process (see
+            :mod:`xpnet.distributed`); rank 0's seed and starting state are used, and only rank
+            0 shows the progress bar. Every rank must call :meth:`fit` with the same data.
         **optimizer_options: passed to the optimizer's constructor as they are (e.g.
             ``momentum=0.8``, ``beta2=0.99``, ``weight_decay=0.05``); an option the optimizer
             does not take is a ``ValueError`` naming the ones it does.
@@ -192,8 +198,9 @@ class Trainer:
     def __init__(self, net: Sequential, optimizer="adam", lr=None, epochs=10, batch_size=None,
                  schedule="constant", step_size=None, gamma=0.1, patience=0, min_delta=0.0,
                  restore_best=None, seed=None, progress=False, callback=None,
-                 eval_batch_size=10000, **optimizer_options):
+                 eval_batch_size=10000, comm=None, **optimizer_options):
         self.net = net
+        self.parallel = None if comm is None else DataParallel(comm, net)
         self.epochs = _positive_int("epochs", epochs)
         self.batch_size = _positive_int("batch_size", batch_size, allow_none=True)
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
@@ -207,6 +214,9 @@ class Trainer:
         self.restore_best = self.patience > 0 if restore_best is None else bool(restore_best)
         seed = check_seed(seed)
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+        if self.parallel is not None:
+            self.seed = self.parallel.agree_seed(self.seed)
+            progress = progress and self.parallel.rank == 0
         if callback is not None and not callable(callback):
             raise ValueError(f"callback must be a function callback(trainer, record) or None; "
                              f"got {callback!r}")
@@ -336,18 +346,22 @@ class Trainer:
         return self.history
 
     def _run(self, xp, dev, X, y, X_val, y_val, has_val):
-        net, opt, hist = self.net, self.optimizer, self.history
+        net, opt, hist, dp = self.net, self.optimizer, self.history, self.parallel
         n = X.shape[0]
         bs = n if self.batch_size is None else min(self.batch_size, n)
         full_batch = bs == n
         bounds = _batch_bounds(n, bs, self._min_batch(bs, n))
+        # This process's rows of each batch: all of them, or with MPI its rank's share.
+        mine = bounds if dp is None else [dp.share(start, stop) for start, stop in bounds]
         steps = len(bounds)
         schedule = Schedule(total_steps=self.epochs * steps, **self.schedule_args)
         batches = {}  # mini-batch buffers by size, reused every step
         if not full_batch:
-            for size in {stop - start for start, stop in bounds}:
+            for size in {hi - lo for lo, hi in mine}:
                 batches[size] = (xp.empty((size, X.shape[1]), dtype=X.dtype),
                                  xp.empty((size,) + y.shape[1:], dtype=y.dtype))
+        if dp is not None:
+            dp.start(self, X, X_val)  # same data on every rank; rank 0's state everywhere
         bar = self._progress_bar(n)
         try:
             while self.epoch < self.epochs:
@@ -358,21 +372,24 @@ class Trainer:
                 correct = xp.zeros((), dtype=xp.int64)
                 if not full_batch:
                     perm = xp.argsort(dev.rng(_epoch_seed(self.seed, e, 0)).random(n))
-                for start, stop in bounds:
+                for (start, stop), (lo, hi) in zip(bounds, mine):
                     opt.lr = schedule(self.global_step, e)
                     if full_batch:
-                        Xb, yb = X, y
+                        Xb, yb = (X, y) if dp is None else (X[lo:hi], y[lo:hi])
                     else:
-                        idx = perm[start:stop]
+                        idx = perm[lo:hi]
                         Xb, yb = batches[idx.shape[0]]
                         dev.take_rows(X, idx, Xb)
                         dev.take_rows(y, idx, yb)
-                    loss = net.forward_backward(Xb, yb, correct=correct)
-                    loss_sum += loss * Xb.shape[0]
+                    if dp is None:
+                        loss = net.forward_backward(Xb, yb, correct=correct)
+                        loss_sum += loss * Xb.shape[0]
+                    else:  # this rank's share, then the all-reduce: the global gradient
+                        loss_sum += dp.forward_backward(Xb, yb, start, stop, lo, correct)
                     opt.step()
                     self.global_step += 1
                     if bar is not None:
-                        bar.update(Xb.shape[0])
+                        bar.update(stop - start)
                 record = self._end_epoch(xp, dev, e, loss_sum, correct, n, X_val, y_val,
                                          has_val, t0, opt.lr)
                 if bar is not None:
@@ -404,13 +421,22 @@ class Trainer:
         return need
 
     def _end_epoch(self, xp, dev, e, loss_sum, correct, n, X_val, y_val, has_val, t0, lr):
-        """Collect the epoch's metrics with a single device-to-host copy."""
-        parts = [loss_sum / n, correct / n]
+        """Collect the epoch's metrics with a single device-to-host copy (with MPI, and one
+        collective that sums them over the ranks, each having evaluated its share of the dev
+        set)."""
+        dp = self.parallel
+        parts = [loss_sum, correct]
         if has_val:
-            v_loss, v_correct = self.net.evaluate_device(X_val, y_val, self.eval_batch_size)
-            m = X_val.shape[0]
-            parts += [v_loss / m, v_correct / m]
+            Xv, yv = (X_val, y_val) if dp is None else dp.rows(X_val, y_val)
+            parts += list(self.net.evaluate_device(Xv, yv, self.eval_batch_size))
+        if dp is not None:
+            parts.append(dp.checksum())  # in the same host copy
         host = dev.to_numpy(xp.stack([xp.asarray(p, dtype=xp.float64) for p in parts]))
+        if dp is not None:
+            host = dp.epoch_sums(host)
+        host[:2] /= n
+        if has_val:
+            host[2:] /= X_val.shape[0]
         seconds = time.perf_counter() - t0  # to_numpy synchronised the device
         nan = float("nan")
         classify = self.net.head.is_classifier
@@ -447,7 +473,10 @@ class Trainer:
             self._snapshot_best()
         else:
             self.wait += 1
-        if self.callback is not None and self.callback(self, record):
+        stop = self.callback is not None and bool(self.callback(self, record))
+        if self.parallel is not None and self.callback is not None:
+            stop = self.parallel.any(stop)  # every rank stops after the same epoch
+        if stop:
             hist.interrupted = True
             return True
         if self.patience and self.wait >= self.patience:
