@@ -63,7 +63,8 @@ import time
 
 import numpy as np
 
-from .backend import DeviceUnavailableError, get_device
+from . import backend
+from .backend import DeviceUnavailableError
 from .layers import BatchNorm1d, Dropout
 
 __all__ = ["Communicator", "DataParallel", "DistributedError", "INSTALL_HINT", "finish", "init",
@@ -322,18 +323,18 @@ def rank_device(spec, comm):
     ``local_rank`` (``auto`` falls back to the CPU when there is no usable GPU); ``cpu`` and
     an explicit ``cuda:N`` are taken as they are, for every rank."""
     if comm is None:
-        return get_device(spec)
+        return backend.get_device(spec)
     comm = as_communicator(comm)
     text = spec.strip().lower() if isinstance(spec, str) else None
     if text not in ("auto", "cuda", "gpu"):
-        return get_device(spec)
+        return backend.get_device(spec)
     if text == "auto":
-        first = get_device("auto")
+        first = backend.get_device("auto")
         if not first.is_gpu:
             return first
     index = comm.local_rank
     try:
-        return get_device(f"cuda:{index}")
+        return backend.get_device(f"cuda:{index}")
     except DeviceUnavailableError as exc:
         raise DeviceUnavailableError(
             f"rank {comm.rank} is rank {index} on its node and so uses GPU {index}, which "
