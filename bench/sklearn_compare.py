@@ -117,21 +117,13 @@ def _git_short_sha():
         return "nogit"
 
 
-def _machine():
+def _bench_conftest():
+    """bench/conftest.py: the machine description and the never-overwrite file naming."""
     spec = importlib.util.spec_from_file_location("xpnet_bench_conftest",
                                                   os.path.join(BENCH_DIR, "conftest.py"))
     conf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conf)
-    return conf.machine_description()
-
-
-def _free_path(path):
-    stem, ext = os.path.splitext(path)
-    k = 2
-    while os.path.exists(path):
-        path = f"{stem}-{k}{ext}"
-        k += 1
-    return path
+    return conf
 
 
 def main(argv=None):
@@ -197,11 +189,12 @@ def main(argv=None):
               f" (per round: {', '.join(f'{x:.2f}' for x in ratios)}); process CPU time "
               f"sklearn / xpnet {summary['timing_cpu_ratio_sklearn_over_xpnet_median']:.2f}x")
 
-    machine = _machine()
+    conf = _bench_conftest()
+    machine = conf.machine_description()
     path = args.output or os.path.join(
         BENCH_DIR, "results", f"sklearn-compare-{machine['slug']}-"
         f"{_dt.date.today().isoformat()}-{_git_short_sha()}.json")
-    path = _free_path(path)
+    path = conf.free_path(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "x") as f:  # "x": never overwrite a result
         json.dump({"machine": machine, "scikit_learn": sklearn.__version__,

@@ -230,11 +230,19 @@ class Adam(Optimizer):
         self.eps = _check_eps(eps)
         super().__init__(params, lr, **unknown)
 
+    def _update_scalars(self):
+        """``(eps_term, scale)`` of this step, host scalars computed once per step, so that the
+        update is ``p += scale * m / (sqrt(v) + eps_term)``. PyTorch's Adam adds ``eps`` to the
+        bias-corrected ``sqrt(v) * s`` (``s = 1 / sqrt(1 - b2^t)``); dividing through by ``s``
+        gives ``eps_term = eps / s`` and ``scale = -lr / (1 - b1^t) / s``, one pass fewer than
+        scaling ``sqrt(v)`` first."""
+        denom_scale = 1.0 / math.sqrt(1 - self.beta2**self.t)
+        step_size = -self.lr / (1 - self.beta1**self.t)
+        return self.eps / denom_scale, step_size / denom_scale
+
     def step(self) -> None:
         self.t += 1
-        # Bias corrections are host scalars, computed once per step.
-        step_size = -self.lr / (1 - self.beta1**self.t)
-        denom_scale = 1.0 / math.sqrt(1 - self.beta2**self.t)
+        eps_term, scale = self._update_scalars()
         # 12 whole-buffer in-place passes (ufuncs writing into ``tmp``, no temporaries).
         xp, g, tmp = self.xp, self.params.grad, self._scratch
         m, v = self.state["m"], self.state["v"]
@@ -245,12 +253,10 @@ class Adam(Optimizer):
         xp.multiply(g, g, out=tmp)
         tmp *= 1 - self.beta2
         v += tmp
-        # step_size * m / (sqrt(v) * s + eps) = (step_size / s) * m / (sqrt(v) + eps / s), with
-        # s = denom_scale: one pass fewer than scaling sqrt(v) first.
         xp.sqrt(v, out=tmp)
-        tmp += self.eps / denom_scale
+        tmp += eps_term
         xp.divide(m, tmp, out=tmp)
-        tmp *= step_size / denom_scale
+        tmp *= scale
         self.params.data += tmp
 
 

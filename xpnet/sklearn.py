@@ -100,23 +100,8 @@ class _SklearnAdam(Adam):
 
     name = "adam_sklearn"
 
-    def step(self) -> None:
-        self.t += 1
-        step_size = -self.lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
-        xp, g, tmp = self.xp, self.params.grad, self._scratch
-        m, v = self.state["m"], self.state["v"]
-        m *= self.beta1
-        xp.multiply(g, 1 - self.beta1, out=tmp)
-        m += tmp
-        v *= self.beta2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - self.beta2
-        v += tmp
-        xp.sqrt(v, out=tmp)
-        tmp += self.eps
-        xp.divide(m, tmp, out=tmp)
-        tmp *= step_size
-        self.params.data += tmp
+    def _update_scalars(self):
+        return self.eps, -self.lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
 
 
 class _SklearnMomentum(Momentum):
