@@ -197,8 +197,10 @@ def test_offline_never_downloads(url, server, tmp_path, monkeypatch, offline):
     with pytest.raises(MnistDataError) as info:
         load_mnist(tmp_path, download=offline == "env")
     message = str(info.value)
-    assert ", ".join(n[:-3] for n in GZ_NAMES) + f" are missing from {tmp_path}" in message
-    assert "XPNET_DATA_DIR" in message and "--data-dir" in message
+    assert message.startswith(f"MNIST files {', '.join(GZ_NAMES)} are missing from {tmp_path}, "
+                              f"and downloading is off (")
+    assert "point --data-dir or XPNET_DATA_DIR at a folder that has them" in message
+    assert f"download them from {url}/good/ (XPNET_MNIST_MIRRORS sets other mirrors)" in message
     assert server.requests == []
     assert os.listdir(tmp_path) == []
 
@@ -261,11 +263,15 @@ def test_unknown_file_name(tmp_path):
 
 
 def test_loader_and_downloader_do_not_import_each_other():
-    """The shared pieces live in xpnet/data/checksums.py and errors.py; neither module needs the
-    other's names, so neither imports the other lazily to dodge a cycle."""
+    """The shared pieces live in xpnet/data/checksums.py, datasets.py and errors.py; the loader
+    and the downloader need none of each other's names, so neither imports the other lazily to
+    dodge a cycle, and the table reader is independent of all three."""
     package = Path(xpnet.data.__file__).parent
-    for module, other in (("download", "mnist"), ("checksums", "mnist"), ("errors", "mnist"),
-                          ("checksums", "download"), ("errors", "download")):
+    pairs = [("download", "mnist"), ("checksums", "mnist"), ("errors", "mnist"),
+             ("checksums", "download"), ("errors", "download"), ("datasets", "mnist"),
+             ("datasets", "download"), ("checksums", "datasets"), ("tabular", "mnist"),
+             ("tabular", "download"), ("tabular", "datasets")]
+    for module, other in pairs:
         tree = ast.parse((package / f"{module}.py").read_text())
         imported = {node.module for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and node.level == 1}

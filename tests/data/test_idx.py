@@ -273,7 +273,7 @@ def test_offline_env_lists_only_missing_files(tmp_path, monkeypatch):
     with pytest.raises(MnistDataError) as info:
         load_mnist(tmp_path, verify=False)
     message = str(info.value)
-    assert f"{NAMES[0]}, {NAMES[3]} are missing from {tmp_path}" in message
+    assert f"MNIST files {NAMES[0]}.gz, {NAMES[3]}.gz are missing from {tmp_path}, " in message
     assert NAMES[1] not in message and "XPNET_OFFLINE is set" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{NAMES[2]}.gz", f"{NAMES[1]}.gz"]
 

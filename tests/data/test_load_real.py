@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpnet.data import SHA256, MnistDataError, load_mnist, resolve_data_dir
+from xpnet.data import SHA256, MnistDataError, load_dataset, load_mnist, resolve_data_dir
 
 GZ_NAMES = (
     "train-images-idx3-ubyte.gz",
@@ -78,6 +78,23 @@ def test_real_data_dir_from_env(real_dir, monkeypatch):
     monkeypatch.setenv("XPNET_OFFLINE", "1")
     assert resolve_data_dir() == real_dir.absolute()
     assert load_mnist().data_dir == real_dir.absolute()
+
+
+def test_load_dataset_mnist_is_load_mnist(real_dir, mnist):
+    data = load_dataset("mnist", real_dir, download=False, splits=("test",))
+    assert data.dataset == "mnist" and data.X_train is None
+    np.testing.assert_array_equal(data.X_test, mnist.X_test)
+    np.testing.assert_array_equal(data.y_test, mnist.y_test)
+
+
+def test_real_mnist_is_not_fashion_mnist(real_dir, tmp_path):
+    """The three datasets share file names; MNIST's files are refused as Fashion-MNIST's."""
+    for name in GZ_NAMES[2:]:
+        os.symlink(real_dir / name, tmp_path / name)
+    with pytest.raises(MnistDataError, match="^t10k-labels-idx1-ubyte.gz has SHA-256 "
+                                             "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb"
+                                             "259924204aec6 instead of the published 67da17c7"):
+        load_dataset("fashion-mnist", tmp_path, download=False, splits=("test",))
 
 
 def test_uncompressed_copies_load_identically(raw_dir, mnist):

@@ -1,7 +1,9 @@
-"""MNIST from the four original IDX files, checked before any array is returned.
+"""IDX image datasets (MNIST, Fashion-MNIST, KMNIST) from their four files, checked before any
+array is returned: the one reader behind :func:`load_dataset` and :func:`load_mnist`.
 
 The files live in one directory (see :func:`resolve_data_dir`), each either gzip-compressed
-(``NAME.gz``, as published) or uncompressed (``NAME``); the ``.gz`` wins when both are present:
+(``NAME.gz``, as published) or uncompressed (``NAME``); the ``.gz`` wins when both are present.
+Every dataset of :data:`.datasets.DATASETS` has the same layout:
 
 =========================  =================  ====================
 file                       magic              shape
@@ -16,20 +18,28 @@ IDX layout, all integers big-endian: a 4-byte magic ``0x000008NN`` (``0x08`` = u
 data, ``NN`` = number of dimensions), ``NN`` uint32 dimension sizes, then exactly
 ``prod(dims)`` bytes of row-major data.
 
-Every problem (missing file, bad gzip, bad header, wrong length, wrong SHA-256) raises
+Every problem (missing file, bad gzip, bad header, wrong length, wrong SHA-256 or MD5) raises
 :class:`MnistDataError` with one sentence naming the file, the problem and the fix. Partial or
-unverified data is never returned.
+unverified data is never returned: an uncompressed file is verified against its published
+SHA-256 where there is one (MNIST); Fashion-MNIST and KMNIST publish checksums of the ``.gz``
+files only, so theirs must be the ``.gz`` files (or ``verify=False``).
 
-Reads are bounded by sizes known in advance (:data:`~.checksums.SIZES`), never by what a file
+Reads are bounded by sizes known in advance (:data:`.checksums.CHECKSUMS`), never by what a file
 declares: a file is read only up to the size of the original (with ``verify``, a ``.gz`` up to
 the original ``.gz``'s size), and a ``.gz`` is inflated only up to the original's uncompressed
 size, so a sparse multi-gigabyte file or a gzip bomb is refused after reading at most that
 much. Only regular files are read: a FIFO or device of one of these names is refused, never
 opened for reading (which could block forever).
+
+Missing files are downloaded (:mod:`.download`) unless downloading is off (``download=False``
+or env ``XPNET_OFFLINE=1``); when they cannot be had, one error names every missing file, the
+folder looked in, ``--data-dir`` and the dataset's folder variable, every URL tried and why it
+failed, the dataset's mirrors variable and ``XPNET_OFFLINE``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import zlib
@@ -40,14 +50,18 @@ from pathlib import Path
 import numpy as np
 
 from ..io import FileTooLargeError, SpecialFileError, file_kind
-from .checksums import SHA256, SIZES, read_hashed, sha256_file
+from .checksums import SHA256, read_hashed, sha256_file
+from .datasets import FILE_NAMES, SPLITS, IdxDataset, get_dataset
 from .download import download_file
-from .errors import MnistDataError
+from .errors import DownloadError, MnistDataError
 
 __all__ = [
+    "FILE_NAMES",
     "MnistData",
     "MnistDataError",
     "SHA256",
+    "SPLITS",
+    "load_dataset",
     "load_mnist",
     "parse_idx",
     "gunzip",
@@ -59,30 +73,26 @@ IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 ROWS = COLS = 28
 NUM_CLASSES = 10
-
-# Split -> (images file, labels file, number of examples), names without ".gz".
-SPLITS = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
-}
-FILE_NAMES = tuple(name for images, labels, _ in SPLITS.values() for name in (images, labels))
 # Bytes accepted beyond an original file's size before reading stops (a .gz may hold another
 # 0.1%: gzip adds at most about 0.03% and some framing to incompressible data).
 _SLACK = 1 << 16
 _INFLATE_STEP = 4 << 20
 
 _REPLACE = "replace it with the original file"
+_OFFLINE_VALUES = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True, eq=False)
 class MnistData:
-    """MNIST as host NumPy arrays (writable, C-contiguous).
+    """An IDX image dataset (MNIST, Fashion-MNIST or KMNIST) as host NumPy arrays (writable,
+    C-contiguous).
 
     ``X_train``: uint8, shape (60000, 784); ``X_test``: uint8, shape (10000, 784). Each row is one
     28x28 image flattened row-major, pixels 0..255 with 0 the background (not scaled).
-    ``y_train``: int64, shape (60000,); ``y_test``: int64, shape (10000,); digits 0..9.
-    The arrays of a split that :func:`load_mnist` was not asked for are None.
-    ``data_dir``: the directory the files were read from.
+    ``y_train``: int64, shape (60000,); ``y_test``: int64, shape (10000,); class indices 0..9
+    (display names in ``DATASETS[dataset].classes``).
+    The arrays of a split that was not asked for are None.
+    ``data_dir``: the directory the files were read from; ``dataset``: the registry name.
     """
 
     X_train: np.ndarray | None
@@ -90,18 +100,22 @@ class MnistData:
     X_test: np.ndarray | None
     y_test: np.ndarray | None
     data_dir: Path
+    dataset: str = "mnist"
 
 
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the MNIST directory as an absolute path; it need not exist.
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None,
+                     dataset: str = "mnist") -> Path:
+    """Return the folder of ``dataset``'s files as an absolute path; it need not exist.
 
-    Order: ``data_dir`` (the CLI's ``--data-dir``), then env ``XPNET_DATA_DIR``, then
-    ``~/.cache/xpnet/mnist``. Empty values count as unset.
+    Order: ``data_dir`` (the CLI's ``--data-dir``), then the dataset's env variable
+    (``XPNET_DATA_DIR`` for mnist, ``XPNET_FASHION_MNIST_DIR``, ``XPNET_KMNIST_DIR``), then
+    ``~/.cache/xpnet/<dataset>``. Empty values count as unset.
     """
+    ds = get_dataset(dataset)
     chosen = os.fspath(data_dir) if data_dir is not None else ""
-    chosen = chosen or os.environ.get("XPNET_DATA_DIR", "")
+    chosen = chosen or os.environ.get(ds.dir_env, "")
     if not chosen:
-        return Path.home() / ".cache" / "xpnet" / "mnist"
+        return ds.default_dir()
     return Path(os.path.abspath(os.path.expanduser(chosen)))
 
 
@@ -199,21 +213,32 @@ def parse_idx(
 
 
 def _load_idx(
-    path: Path, expect_magic: int, expect_dims: Sequence[int | None], verify: bool
+    path: Path,
+    expect_magic: int,
+    expect_dims: Sequence[int | None],
+    verify: bool,
+    ds: IdxDataset,
 ) -> np.ndarray:
     name = path.name
     hint = f"delete it and run again to re-download it, or put the original file in {path.parent}"
     base = name[:-3] if name.endswith(".gz") else name
+    published = ds.files[name]
+    if verify and published.sha256 is None:
+        raise MnistDataError(
+            f"{name} is uncompressed, and {ds.title} publishes checksums of its .gz files only, "
+            f"so it cannot be verified; put the original {name}.gz in {path.parent} (or delete "
+            f"{name} and run again to download it)"
+        )
     # The most this file may hold (a little more than the original, so that a few stray bytes
     # still get the specific diagnosis below): known in advance, never read from the file.
-    raw_limit = SIZES[base] + _SLACK
+    raw_limit = ds.files[base].size + _SLACK
     limit = raw_limit + raw_limit // 1000 if name.endswith(".gz") else raw_limit
     try:
         data, digest = read_hashed(path, limit)
     except FileTooLargeError as exc:
         raise MnistDataError(
-            f"{name} holds {exc.size_text} bytes, far more than the {SIZES[name]} of the "
-            f"original file, so it is not an MNIST file; {hint}"
+            f"{name} holds {exc.size_text} bytes, far more than the {published.size} of the "
+            f"original file, so it is not one of the {ds.title} files; {hint}"
         ) from exc
     except SpecialFileError as exc:
         raise MnistDataError(f"{path} is {exc.kind}, not a regular file; {hint}") from exc
@@ -222,19 +247,27 @@ def _load_idx(
     # Structure is checked before the checksum so a damaged file gets the specific diagnosis.
     raw = _inflate(data, name, hint, raw_limit) if name.endswith(".gz") else data
     array = parse_idx(raw, name, expect_magic, expect_dims, hint)
-    if verify and digest != SHA256[name]:
+    if verify and digest != published.sha256:
         raise MnistDataError(
-            f"{name} has SHA-256 {digest} instead of the published {SHA256[name]}, so it is "
-            f"damaged or not the original MNIST file; {hint}"
+            f"{name} has SHA-256 {digest} instead of the published {published.sha256}, so it is "
+            f"damaged or not the original {ds.title} file; {hint}"
         )
+    if verify and published.md5 is not None:
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if md5 != published.md5:
+            raise MnistDataError(
+                f"{name} has MD5 {md5} instead of the published {published.md5}, so it is "
+                f"damaged or not the original {ds.title} file; {hint}"
+            )
     return array
 
 
 def _offline() -> bool:
-    return os.environ.get("XPNET_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    """Env ``XPNET_OFFLINE`` is 1 (or true, yes, on): never touch the network."""
+    return os.environ.get("XPNET_OFFLINE", "").strip().lower() in _OFFLINE_VALUES
 
 
-def _find(directory: Path, names: Sequence[str]) -> dict[str, Path | None]:
+def _find(directory: Path, names: Sequence[str], ds: IdxDataset) -> dict[str, Path | None]:
     """Each name's file, ``.gz`` first; None when neither form exists. A name that exists but
     is not a regular file (a FIFO, a device, a directory) is an error, not a missing file."""
     found: dict[str, Path | None] = {}
@@ -247,9 +280,125 @@ def _find(directory: Path, names: Sequence[str]) -> dict[str, Path | None]:
             if p.exists():  # exists, but not as a regular file (a dangling symlink does not)
                 raise MnistDataError(
                     f"{p} is {file_kind(p.stat().st_mode)}, not a regular file; remove it and "
-                    f"run again, or put the original MNIST file there"
+                    f"run again, or put the original {ds.title} file there"
                 )
     return found
+
+
+def _missing_message(
+    ds: IdxDataset,
+    directory: Path,
+    missing: Sequence[str],
+    *,
+    off: str | None = None,
+    failed: DownloadError | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> str:
+    """The one sentence for files that are missing and could not be downloaded: downloading
+    is ``off`` (why), or ``failed`` (the download error of the first file that failed)."""
+    files = ", ".join(f"{name}.gz" for name in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    plural = "s" if len(missing) > 1 else ""
+    where = "" if directory.is_dir() else " (the folder does not exist)"
+    raw_ok = all(ds.files[name].sha256 is not None for name in FILE_NAMES)
+    forms = ".gz or uncompressed" if raw_ok else "the .gz files as published"
+    head = f"{ds.title} file{plural} {files} {verb} missing from {directory}{where}"
+    point = (f"put the original files there ({forms}) or point --data-dir or {ds.dir_env} at "
+             f"a folder that has them")
+    if failed is None:
+        enable = "unset XPNET_OFFLINE" if off == "XPNET_OFFLINE is set" else "pass download=True"
+        bases = ", ".join(ds.resolve_mirrors(mirrors)) or "no mirrors"
+        return (f"{head}, and downloading is off ({off}); {point}, or {enable} to download "
+                f"them from {bases} ({ds.mirrors_env} sets other mirrors)")
+    tried = "; ".join(f"{url}: {why}" for url, why in failed.failures) or "no mirrors are set"
+    return (f"{head}, and downloading {failed.filename} failed ({tried}); {point}, set "
+            f"{ds.mirrors_env} to mirrors that have them (comma-separated base URLs), or set "
+            f"XPNET_OFFLINE=1 to skip downloading")
+
+
+def load_dataset(
+    name: str = "mnist",
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    *,
+    download: bool = True,
+    mirrors: Sequence[str] | None = None,
+    verify: bool = True,
+    splits: Sequence[str] = ("train", "test"),
+) -> MnistData:
+    """Load the IDX dataset ``name`` (``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``: see
+    :data:`.datasets.DATASETS`) from ``resolve_data_dir(data_dir, name)``, downloading missing
+    files first.
+
+    Files may be ``.gz`` or uncompressed (uncompressed only where their SHA-256 is published:
+    MNIST, or with ``verify=False``). A file that is missing (neither form present) is
+    downloaded as ``.gz`` from ``mirrors`` (default: the dataset's ``XPNET_<NAME>_MIRRORS``,
+    then its built-in list), unless ``download`` is false or env ``XPNET_OFFLINE=1``; then a
+    missing file is an error. ``progress`` shows a tqdm bar per download when tqdm is installed.
+    When files are missing and cannot be downloaded, one :class:`MnistDataError` names them all,
+    the folder, how to point at files elsewhere and every URL tried.
+
+    ``verify=False`` skips the SHA-256/MD5 checks and the fixed 60000/10000 counts (for tests
+    and derived subsets); the IDX structure, 28x28 size, matching image/label counts and the
+    0..9 label range are always checked.
+
+    ``splits`` names the splits to read (``"train"``, ``"test"``); only their files are read or
+    downloaded, and the arrays of a split not asked for are None.
+
+    Returns :class:`MnistData` (uint8 images (N, 784), int64 labels (N,)). Raises
+    :class:`MnistDataError` for any missing, damaged or unexpected file, and
+    :class:`.errors.DataError` for an unknown ``name``.
+    """
+    ds = get_dataset(name)
+    splits = tuple(splits)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits must name some of {list(SPLITS)}; got {list(splits)!r}")
+    directory = resolve_data_dir(data_dir, ds.name)
+    paths = _find(directory, [n for s in splits for n in SPLITS[s][:2]], ds)
+    missing = [n for n, path in paths.items() if path is None]
+    if missing:
+        if not download or _offline():
+            why = "XPNET_OFFLINE is set" if download else "download=False"
+            raise MnistDataError(_missing_message(ds, directory, missing, off=why,
+                                                  mirrors=mirrors))
+        for i, file in enumerate(missing):
+            try:
+                paths[file] = download_file(f"{file}.gz", directory, dataset=ds.name,
+                                            mirrors=mirrors, progress=progress)
+            except DownloadError as exc:
+                raise DownloadError(
+                    _missing_message(ds, directory, missing[i:], failed=exc),
+                    exc.filename, exc.failures,
+                ) from exc
+
+    arrays: dict[str, np.ndarray | None] = {f"{p}_{s}": None for s in SPLITS for p in "Xy"}
+    n_classes = len(ds.classes)
+    for split in splits:
+        images_name, labels_name, count = SPLITS[split]
+        n = count if verify else None
+        labels_path, images_path = paths[labels_name], paths[images_name]
+        assert labels_path is not None and images_path is not None
+        labels = _load_idx(labels_path, LABELS_MAGIC, (n,), verify, ds)
+        images = _load_idx(images_path, IMAGES_MAGIC, (n, ROWS, COLS), verify, ds)
+        if len(images) != len(labels):
+            raise MnistDataError(
+                f"{images_path.name} has {len(images)} images but {labels_path.name} has "
+                f"{len(labels)} labels, so one of them is from another release; delete both and "
+                f"run again to re-download them, or put the original files in {directory}"
+            )
+        if labels.size and int(labels.max()) >= n_classes:
+            bad = int(np.argmax(labels >= n_classes))
+            raise MnistDataError(
+                f"{labels_path.name} has label {int(labels[bad])} at index {bad} where classes "
+                f"0..{n_classes - 1} are expected; delete it and run again to re-download it, "
+                f"or put the original file in {directory}"
+            )
+        images = images.reshape(len(images), ROWS * COLS)
+        # Views of decompressed bytes are read-only; callers may shuffle or scale in place.
+        arrays[f"X_{split}"] = images if images.flags.writeable else images.copy()
+        arrays[f"y_{split}"] = labels.astype(np.int64)
+    return MnistData(data_dir=directory, dataset=ds.name, **arrays)
 
 
 def load_mnist(
@@ -261,66 +410,11 @@ def load_mnist(
     verify: bool = True,
     splits: Sequence[str] = ("train", "test"),
 ) -> MnistData:
-    """Load MNIST from ``resolve_data_dir(data_dir)``, downloading missing files first.
+    """MNIST: ``load_dataset("mnist", ...)`` with the arguments in their first-release order.
 
-    Files may be ``.gz`` or uncompressed. A file that is missing (neither form present) is
-    downloaded as ``.gz`` from ``mirrors`` (default: env ``XPNET_MNIST_MIRRORS``, then the built-in
-    list), unless ``download`` is false or env ``XPNET_OFFLINE=1``; then a missing file is an
-    error. ``progress`` shows a tqdm bar per download when tqdm is installed.
-
-    ``verify=False`` skips the SHA-256 check and the fixed 60000/10000 counts (for tests and
-    derived subsets); the IDX structure, 28x28 size, matching image/label counts and the 0..9
-    label range are always checked.
-
-    ``splits`` names the splits to read (``"train"``, ``"test"``); only their files are read or
-    downloaded, and the arrays of a split not asked for are None (``xpnet.predict --test-index``
-    reads the 10000 test images only).
-
-    Returns :class:`MnistData` (uint8 images (N, 784), int64 labels (N,)). Raises
-    :class:`MnistDataError` for any missing, damaged or unexpected file.
+    The folder is ``data_dir``, else env ``XPNET_DATA_DIR``, else ``~/.cache/xpnet/mnist``;
+    mirrors ``mirrors``, else env ``XPNET_MNIST_MIRRORS``, else the built-in list. Returns
+    :class:`MnistData` (uint8 images (N, 784), int64 labels (N,)); see :func:`load_dataset`.
     """
-    splits = tuple(splits)
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown or not splits:
-        raise ValueError(f"splits must name some of {list(SPLITS)}; got {list(splits)!r}")
-    directory = resolve_data_dir(data_dir)
-    paths = _find(directory, [n for s in splits for n in SPLITS[s][:2]])
-    missing = [name for name, path in paths.items() if path is None]
-    if missing:
-        if not download or _offline():
-            why = "XPNET_OFFLINE is set" if download else "download=False"
-            where = "" if directory.is_dir() else " (the directory does not exist)"
-            raise MnistDataError(
-                f"MNIST files {', '.join(missing)} are missing from {directory}{where} and "
-                f"downloading is off ({why}); put the original files (.gz or uncompressed) there, "
-                f"or point XPNET_DATA_DIR or --data-dir at a directory that has them"
-            )
-        for name in missing:
-            paths[name] = download_file(f"{name}.gz", directory, mirrors=mirrors, progress=progress)
-
-    arrays: dict[str, np.ndarray | None] = {f"{p}_{s}": None for s in SPLITS for p in "Xy"}
-    for split in splits:
-        images_name, labels_name, count = SPLITS[split]
-        n = count if verify else None
-        labels_path, images_path = paths[labels_name], paths[images_name]
-        assert labels_path is not None and images_path is not None
-        labels = _load_idx(labels_path, LABELS_MAGIC, (n,), verify)
-        images = _load_idx(images_path, IMAGES_MAGIC, (n, ROWS, COLS), verify)
-        if len(images) != len(labels):
-            raise MnistDataError(
-                f"{images_path.name} has {len(images)} images but {labels_path.name} has "
-                f"{len(labels)} labels, so one of them is from another release; delete both and "
-                f"run again to re-download them, or put the original files in {directory}"
-            )
-        if labels.size and int(labels.max()) >= NUM_CLASSES:
-            bad = int(np.argmax(labels >= NUM_CLASSES))
-            raise MnistDataError(
-                f"{labels_path.name} has label {int(labels[bad])} at index {bad} where digits "
-                f"0..9 are expected; delete it and run again to re-download it, or put the "
-                f"original file in {directory}"
-            )
-        images = images.reshape(len(images), ROWS * COLS)
-        # Views of decompressed bytes are read-only; callers may shuffle or scale in place.
-        arrays[f"X_{split}"] = images if images.flags.writeable else images.copy()
-        arrays[f"y_{split}"] = labels.astype(np.int64)
-    return MnistData(data_dir=directory, **arrays)
+    return load_dataset("mnist", data_dir, progress, download=download, mirrors=mirrors,
+                        verify=verify, splits=splits)
