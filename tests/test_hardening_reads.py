@@ -371,24 +371,28 @@ for d in sys.argv[1:]:
 def test_huge_png_is_refused_before_decoding(tmp_path):
     from PIL import Image
 
+    from xpnet.imaging import MAX_IMAGE_BYTES
+
     ck = _mnist_net_checkpoint(tmp_path / "ck.npz")
     big = tmp_path / "big.png"
-    Image.new("1", (13000, 13000)).save(big)
-    padded = tmp_path / "padded.png"
-    padded.write_bytes(big.read_bytes() + bytes(2 << 20))
+    Image.new("1", (13000, 13000)).save(big)  # 169 megapixels in a few KB
+    oversized = tmp_path / "oversized.png"  # over the byte cap: only its size is looked at
+    with open(oversized, "wb") as f:
+        f.write(big.read_bytes())
+        f.truncate(MAX_IMAGE_BYTES + 1)
     code = """
-from xpnet.cli import Failure
-from xpnet.predict import read_png
+from xpnet.imaging import ImageError, read_image
 for path in sys.argv[1:]:
     try:
-        read_png(path)
-    except Failure as exc:
+        read_image(path)
+    except ImageError as exc:
         print("REFUSED", exc)
 """
-    out, growth = _child_peak(code, big, padded)
+    out, growth = _child_peak(code, big, oversized)
     lines = out.splitlines()
-    assert lines[0] == f"REFUSED {big} is 13000x13000 pixels; resize it to 28x28"
-    assert f"{padded} holds" in lines[1] and "more than the 1048576" in lines[1]
+    assert lines[0] == (f"REFUSED {big} is 13000x13000 pixels (169.0 megapixels), more than the "
+                        f"40 megapixels read; scale it down or crop it to the digit")
+    assert lines[1].startswith(f"REFUSED {oversized}") and str(MAX_IMAGE_BYTES) in lines[1]
     assert growth < 50 << 20, f"peak RSS grew by {growth >> 20} MiB"
     result = run_module("xpnet.predict", [ck, "--image", big], cwd=tmp_path)
     assert result.returncode == 1
@@ -398,7 +402,7 @@ for path in sys.argv[1:]:
 def test_grey_16_bit_and_palette_pngs_read_like_8_bit(tmp_path):
     from PIL import Image
 
-    from xpnet.predict import read_png
+    from xpnet.imaging import mnist_style, read_image
 
     rng = np.random.default_rng(0)
     digit = np.zeros((28, 28), dtype=np.uint8)
@@ -407,8 +411,11 @@ def test_grey_16_bit_and_palette_pngs_read_like_8_bit(tmp_path):
     Image.fromarray(digit.astype(np.uint16) * 257).save(tmp_path / "i16.png")
     Image.fromarray(digit, "L").convert("P").save(tmp_path / "p.png")
     Image.fromarray(255 - digit, "L").convert("RGBA").save(tmp_path / "rgba.png")
-    for name in ("l.png", "i16.png", "p.png", "rgba.png"):
-        np.testing.assert_array_equal(read_png(tmp_path / name), digit, err_msg=name)
+    reference = mnist_style(read_image(tmp_path / "l.png"))
+    assert reference.max() == 255  # the 8-bit digit went through the whole preparation
+    for name in ("i16.png", "p.png", "rgba.png"):
+        np.testing.assert_array_equal(mnist_style(read_image(tmp_path / name)), reference,
+                                      err_msg=name)
 
 
 # ------------------------------------------------------------------------------- downloads

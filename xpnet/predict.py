@@ -1,164 +1,393 @@
-"""``python -m xpnet.predict CHECKPOINT``: classify one digit with a trained model.
+"""``python -m xpnet.predict CHECKPOINT``: classify handwritten digits with a trained model.
 
     python -m xpnet.predict runs/mnist.npz --test-index 7
-    python -m xpnet.predict runs/mnist.npz --image my_digit.png
+    python -m xpnet.predict runs/mnist.npz --image photo_of_a_7.jpg
+    python -m xpnet.predict runs/mnist.npz --image a.png b.jpg digits/
+    python -m xpnet.predict runs/table.npz --data rows.csv --out predictions.csv
 
-Prints the digit drawn in the terminal, the predicted class and every class probability. The
-input is scaled with the statistics saved in the checkpoint by ``xpnet.train``. A PNG should be
-a 28x28 greyscale digit; light digits on a dark background are used as they are, dark digits on
-a light background are inverted to match MNIST.
+Sources (exactly one):
+
+* ``--test-index N``: MNIST test image N (the 10000 test images are the only data read).
+* ``--data ROWS``: a ``.csv``/``.npz`` table of rows, for a model trained with ``xpnet.train
+  --data``; see :func:`predict_rows`.
+* ``--image PATH...``: image files of any size and either polarity, in any common format
+  Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, ...), and folders: a folder stands for the
+  image files directly inside it (by extension, hidden files skipped), sorted by name. Each
+  picture is made MNIST-style by :func:`xpnet.imaging.prepare`: grey, inverted if the ink is
+  dark on light paper, cropped to the ink, scaled to fit 20x20 keeping its aspect ratio and
+  centred by centre of mass in 28x28.
+
+Output: for one image, a block: a title line (the file and what was done to it, or the MNIST
+test image), the 28x28 digit drawn in the terminal as the model sees it, the predicted digit
+with its probability (and the true label for ``--test-index``), then every class probability
+with a bar. For several images, one line each under a header: the path, the predicted digit,
+its probability and the ten class probabilities.
+
+Every image is read and prepared before anything is printed, so a bad one (missing, not an
+image, blank, too large) stops the run with one line naming it, exit code 1, and no partial
+output. The input is scaled with the statistics saved in the checkpoint by ``xpnet.train``.
 
 Only what is needed is read: the network and the input scaler from the checkpoint (never the
-trainer's state), the 10000 test images for ``--test-index``, and for ``--image`` at most
-1 MiB of PNG whose size (from its header) is checked before any pixel is decoded (Pillow).
+trainer's state), the test images for ``--test-index``, and for an image at most
+:data:`xpnet.imaging.MAX_IMAGE_BYTES` (50 MiB) of file whose width x height (from its header)
+is checked against :data:`xpnet.imaging.MAX_IMAGE_PIXELS` (40 megapixels) before any pixel is
+decoded.
 """
 
 from __future__ import annotations
 
-import io
+import os
+import shlex
 import sys
+import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 
-from .cli import EXIT_OK, Failure, Parser, UsageError, run
-from .io import FileTooLargeError, SpecialFileError, read_capped
+from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run, same_file
 from .preprocessing import Scaler
 
 PROG = "xpnet.predict"
 SCALER_PREFIX = "scaler/"  # the input scaler's arrays in a checkpoint written by xpnet.train
 _SHADES = " .:-=+*#%@"
+_BATCH = 4096  # images per forward pass
+
+_EPILOG = """\
+examples:
+  python -m xpnet.predict runs/mnist.npz --test-index 7
+  python -m xpnet.predict runs/mnist.npz --image my_digit.jpg
+  python -m xpnet.predict runs/mnist.npz --image a.png b.png digits/
+  python -m xpnet.predict runs/table.npz --data rows.csv --out predictions.csv
+
+One image is drawn as the model sees it, with all ten probabilities; several get one line each.
+Images of any size are prepared like MNIST: grey, inverted when the ink is dark, cropped to the
+ink, scaled to fit 20x20 and centred by centre of mass in 28x28 (see xpnet/imaging.py)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input to classify: ``image`` is (28, 28) uint8, light digit on black; ``title`` what
+    to call it; ``label`` the true digit when known; ``note`` what was done to it, if anything."""
+
+    title: str
+    image: np.ndarray
+    label: int | None = None
+    note: str = ""
 
 
 def build_parser() -> Parser:
-    p = Parser(prog=PROG, description="Classify an MNIST digit with a saved xpnet model.")
-    p.add_argument("checkpoint", help="a .npz written by xpnet.train --save")
+    p = Parser(prog=PROG, description="Classify handwritten digits with a model saved by "
+               "python -m xpnet.train --save.", epilog=_EPILOG)
+    p.add_argument("checkpoint", help="the .npz written by python -m xpnet.train --save")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--test-index", type=int, metavar="N", help="an MNIST test image, 0..9999")
-    src.add_argument("--image", metavar="FILE.png", help="a 28x28 greyscale PNG")
-    p.add_argument("--data-dir", default=None, help="MNIST directory for --test-index")
+    src.add_argument("--test-index", type=int, metavar="N",
+                     help="classify MNIST test image N (0..9999) and show its true label")
+    src.add_argument("--image", nargs="+", metavar="PATH",
+                     help="image files (PNG, JPEG, BMP, GIF, TIFF, WebP, ...; any size, dark or "
+                          "light ink) and folders of them (the image files directly inside, "
+                          "sorted by name); put them after the checkpoint")
+    src.add_argument("--data", metavar="ROWS",
+                     help="a .csv (header row) or .npz (array X) of rows to predict with a model "
+                          "trained by xpnet.train --data: the feature columns it was trained on, "
+                          "in any order; a target column is ignored")
+    p.add_argument("--out", metavar="PATH.csv",
+                   help="with --data: write the predictions to this CSV file (atomically; "
+                        "missing folders are created) instead of printing them")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="MNIST folder for --test-index (default: $XPNET_DATA_DIR, then "
+                        "~/.cache/xpnet/mnist)")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (default: cpu, "
-                   "which is fastest for one image)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+                   "which is fastest for a few images)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
 
 def draw(image: np.ndarray) -> str:
-    """A 28x28 uint8 image as text, two characters per pixel so it keeps its aspect."""
+    """A (28, 28) uint8 image as text, two characters per pixel so it keeps its aspect."""
     levels = (image.astype(np.int64) * len(_SHADES)) // 256
     return "\n".join("".join(_SHADES[v] * 2 for v in row) for row in levels)
 
 
-MAX_PNG_BYTES = 1 << 20  # a 28x28 PNG takes a few KB; more is refused unread
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def read_png(path) -> np.ndarray:
-    """A PNG as a 28x28 uint8 array, light digit on dark background like MNIST.
-
-    Bounded: at most :data:`MAX_PNG_BYTES` are read, and the width and height in the PNG's
-    header are checked before Pillow decodes any pixel, so a huge image costs nothing."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise Failure("--image needs Pillow to read PNG files: pip install 'xpnet[train]'"
-                      ) from None
-    try:
-        data = read_capped(path, MAX_PNG_BYTES)
-    except FileNotFoundError:
-        raise Failure(f"{path} does not exist") from None
-    except FileTooLargeError as exc:
-        raise Failure(f"{path} holds {exc.size_text} bytes, more than the {MAX_PNG_BYTES} a "
-                      f"28x28 PNG may take; give a 28x28 greyscale PNG") from None
-    except SpecialFileError as exc:
-        raise Failure(f"{path} is {exc.kind}, not a regular file; give a 28x28 PNG file"
-                      ) from None
-    except OSError as exc:
-        raise Failure(f"cannot read {path} ({exc.strerror or exc})") from None
-    # The IHDR chunk comes first: length, "IHDR", width, height (big-endian).
-    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 24:
-        raise Failure(f"{path} is not a readable PNG image (no PNG header)")
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if (width, height) != (28, 28):
-        raise Failure(f"{path} is {width}x{height} pixels; resize it to 28x28")
-    try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
-            if im.size != (28, 28):
-                raise ValueError(f"decoded size {im.size}")
-            im.load()
-            img = _grey(im)
-    except Exception as exc:
-        raise Failure(f"{path} is not a readable PNG image ({type(exc).__name__})") from None
-    if img.mean() > 127:  # dark ink on light paper: invert to MNIST's convention
-        img = 255.0 - img
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-def _grey(im) -> np.ndarray:
-    """Grey levels 0..255 (float64) of a decoded PNG: the luminance of its colours, alpha
-    ignored; 16-bit greyscale scaled down."""
-    if im.mode.startswith("I"):  # 16-bit greyscale ("I;16", "I;16B", "I")
-        return np.asarray(im, dtype=np.float64) * (255.0 / 65535.0)
-    rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
-    return rgb @ _LUMA
-
-
-def main(argv=None) -> int:
-    return run(_main, argv, PROG)
-
-
-def _main(argv) -> int:
-    args = build_parser().parse_args(argv)
-    if args.test_index is not None and not 0 <= args.test_index <= 9999:
-        raise UsageError(f"--test-index must be in 0..9999; got {args.test_index}")
-    from .checkpoint import CheckpointError, load_checkpoint, sub_state
+# ---------------------------------------------------------------------------------- sources
+def mnist_test_image(index: int, data_dir, dataset: str = "mnist") -> list[Example]:
+    """Test image ``index`` (0..9999) of the IDX ``dataset`` the model was trained on (MNIST,
+    Fashion-MNIST or KMNIST) with its label."""
+    from .data import DATASETS, MnistDataError, load_dataset
 
     try:
-        # Only the network and the input scaler: predicting never reads the trainer's state.
-        net, state = load_checkpoint(args.checkpoint, device=args.device,
-                                     read_state=(SCALER_PREFIX,))
-    except CheckpointError as exc:
+        data = load_dataset(dataset, data_dir, splits=("test",))
+    except MnistDataError as exc:
         raise Failure(str(exc)) from exc
-    if net.n_features_in != 784 or net.n_outputs != 10 or net.head.name != "softmax":
-        raise Failure(f"{args.checkpoint} is not an MNIST classifier (input "
-                      f"{net.n_features_in}, {net.n_outputs} {net.head.name} outputs); it needs "
-                      f"784 inputs and 10 softmax outputs")
+    return [Example(f"{DATASETS[dataset].title} test image {index}",
+                    data.X_test[index].reshape(28, 28), int(data.y_test[index]))]
 
-    label = None
-    if args.image:
-        image = read_png(args.image)
-    else:
-        from .data import MnistDataError, load_mnist
 
+def image_paths(args: list[str]) -> list[str]:
+    """The files named by ``--image``: a file as given, a folder replaced by the image files
+    directly inside it (:func:`xpnet.imaging.image_files`: by extension, sorted by name)."""
+    from .imaging import FORMATS, image_files
+
+    paths: list[str] = []
+    for arg in args:
+        if not os.path.isdir(arg):
+            paths.append(arg)
+            continue
         try:
-            data = load_mnist(args.data_dir, splits=("test",))
-        except MnistDataError as exc:
-            raise Failure(str(exc)) from exc
-        image = data.X_test[args.test_index].reshape(28, 28)
-        label = int(data.y_test[args.test_index])
+            found = image_files(arg)
+        except OSError as exc:
+            raise Failure(f"cannot list the folder {arg} ({exc.strerror or exc}); check its "
+                          f"permissions") from None
+        if not found:
+            raise Failure(f"the folder {arg} holds no image files (looked for "
+                          f"{', '.join(FORMATS[:6])}, ... by extension); give image files or "
+                          f"a folder of them")
+        paths.extend(os.path.join(arg, p.name) for p in found)
+    return paths
 
-    if state is not None and "scaler" in state["json"]:
+
+def read_image(path) -> Example:
+    """The image file ``path`` prepared MNIST-style (:func:`xpnet.imaging.prepare`); any
+    problem is a :class:`~xpnet.cli.Failure` naming the file."""
+    try:
+        from .imaging import ImageError, prepare
+        from .imaging import read_image as read_picture
+    except ImportError:
+        raise Failure("--image needs Pillow to read images: pip install -e '.[train]'"
+                      ) from None
+    try:
+        picture = read_picture(path)
         try:
-            scaler = Scaler.from_state(sub_state(state, "scaler"))
-            x = scaler.transform(image.reshape(1, 784), net.dtype)
-            if x.shape != (1, 784):
-                raise ValueError(f"it turns one image into shape {x.shape}")
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise Failure(f"{args.checkpoint} has a damaged input scaler "
-                          f"({type(exc).__name__}: {exc}); re-save it") from None
-    else:
-        scaler = Scaler("unit").fit(np.array([0, 255], dtype=np.uint8))
-        x = scaler.transform(image.reshape(1, 784), net.dtype)
-    proba = net.device.to_numpy(net.predict_proba(x))[0]
+            prepared = prepare(picture, name=str(path))
+        finally:
+            picture.close()
+    except ImageError as exc:
+        raise Failure(str(exc)) from None
+    except MemoryError:
+        raise Failure(f"{path} is too large to prepare in the memory available; scale it down "
+                      f"or crop it to the digit") from None
+    return Example(str(path), prepared.image, note=prepared.describe())
+
+
+def _examples(args) -> list[Example]:
+    """The inputs named on the command line, each prepared as a 28x28 MNIST-style image."""
+    if args.image is not None:
+        return [read_image(path) for path in image_paths(args.image)]
+    return mnist_test_image(args.test_index, args.data_dir, getattr(args, "dataset", "mnist"))
+
+
+# ---------------------------------------------------------------------------------- output
+def _shown(text: str) -> str:
+    """``text`` with control characters escaped, so a file name cannot break the layout."""
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+
+
+def print_block(example: Example, proba: np.ndarray) -> None:
+    """One input at length: title, drawing, predicted digit, the ten probabilities (10,)."""
     pred = int(proba.argmax())
-
-    print(draw(image))
-    truth = "" if label is None else f"   (true label {label})"
+    title = _shown(example.title) + (f": {example.note}" if example.note else "")
+    print(title)
+    print(draw(example.image))
+    truth = "" if example.label is None else f"   (true label {example.label})"
     print(f"predicted digit: {pred}   probability {proba[pred]:.4f}{truth}")
     for digit, p in enumerate(proba):
         bar = "#" * int(round(p * 40))
         print(f"  {digit}: {p:7.4f} {bar}")
+
+
+def print_table(examples: list[Example], proba: np.ndarray) -> None:
+    """One line per input under a header: name, predicted digit, its probability, the true
+    label when any is known, and the ten probabilities; ``proba`` is (len(examples), 10)."""
+    names = [_shown(e.title) for e in examples]
+    width = max(len("image"), *map(len, names))
+    labels = any(e.label is not None for e in examples)
+    head = f"{'image':<{width}}  digit    prob" + ("  true" if labels else "")
+    print(head + "  " + " ".join(f"{d:>6}" for d in range(10)))
+    for name, example, p in zip(names, examples, proba):
+        pred = int(p.argmax())
+        line = f"{name:<{width}}  {pred:>5}  {p[pred]:.4f}"
+        if labels:
+            line += f"  {'' if example.label is None else example.label:>4}"
+        print(line + "  " + " ".join(f"{v:6.4f}" for v in p))
+
+
+# ---------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    return run(_main, argv, PROG)
+
+
+def _load_model(path, device, table=False):
+    """The network and the input scaler's state of checkpoint ``path``, or a Failure; an MNIST
+    classifier unless ``table``."""
+    if not os.path.exists(path):
+        raise Failure(f"{path} does not exist; train and save a model first: python -m "
+                      f"xpnet.train --save {shlex.quote(str(path))}")
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        # Only the network and the input scaler: predicting never reads the trainer's state.
+        net, state = load_checkpoint(path, device=device, read_state=(SCALER_PREFIX,))
+    except CheckpointError as exc:
+        raise Failure(str(exc)) from exc
+    if table:
+        return net, state
+    if net.n_features_in != 784 or net.n_outputs != 10 or net.head.name != "softmax":
+        raise Failure(f"{path} is not an MNIST classifier (input {net.n_features_in}, "
+                      f"{net.n_outputs} {net.head.name} outputs); it needs 784 inputs and 10 "
+                      f"softmax outputs")
+    return net, state
+
+
+def _trained_on(state) -> str:
+    """The IDX dataset a checkpoint of xpnet.train was trained on (MNIST when it does not say,
+    as checkpoints from before --dataset)."""
+    from .data import DATASETS
+
+    source = ((state or {}).get("json", {}).get("run") or {}).get("source")
+    name = source.get("dataset") if isinstance(source, dict) else None
+    return name if name in DATASETS else "mnist"
+
+
+def _scaler(path, net, state) -> Scaler:
+    """The checkpoint's input scaler (pixels 0..255 to the model's inputs); models saved
+    without one get pixels / 255."""
+    from .checkpoint import sub_state
+
+    if state is None or "scaler" not in state["json"]:
+        return Scaler("unit").fit(np.array([0, 255], dtype=np.uint8))
+    try:
+        scaler = Scaler.from_state(sub_state(state, "scaler"))
+        x = scaler.transform(np.zeros((1, 784), dtype=np.uint8), net.dtype)
+        if x.shape != (1, 784):
+            raise ValueError(f"it turns one image into shape {x.shape}")
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise Failure(f"{path} has a damaged input scaler ({type(exc).__name__}: {exc}); "
+                      f"re-save it") from None
+    return scaler
+
+
+def probabilities(net, scaler, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, 10) float64 on the host for (n, 28, 28) uint8 images."""
+    flat = images.reshape(len(images), 784)
+    out = []
+    for start in range(0, len(flat), _BATCH):
+        x = scaler.transform(flat[start:start + _BATCH], net.dtype)
+        out.append(np.asarray(net.device.to_numpy(net.predict_proba(x)), dtype=np.float64))
+    return np.concatenate(out)
+
+
+def parse_args(argv):
+    """The command line, checked; a checkpoint swallowed by ``--image`` gets its own hint."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        tokens = sys.argv[1:] if argv is None else list(argv)
+        if "required: checkpoint" in str(exc) and "--image" in tokens:
+            raise UsageError("the checkpoint is missing; --image takes every path after it, so "
+                             "put the checkpoint first: CHECKPOINT --image PATH...") from None
+        raise
+    if args.image is not None and "" in args.image:
+        raise UsageError("--image got an empty path; give image files or folders")
+    if args.out is not None:
+        if args.data is None:
+            raise UsageError("--out writes the predictions for --data rows; --image and "
+                             "--test-index print theirs")
+        if same_file(args.out, args.data) or same_file(args.out, args.checkpoint):
+            raise UsageError(f"--out {args.out} is an input of this run, which it would "
+                             f"overwrite; choose another file")
+        check_writable("--out", args.out)
+    if args.test_index is not None and not 0 <= args.test_index <= 9999:
+        raise UsageError(f"--test-index must be in 0..9999; got {args.test_index}")
+    return args
+
+
+def _main(argv) -> int:
+    args = parse_args(argv)
+    if args.data is not None:
+        return predict_rows(args)
+    net, state = _load_model(args.checkpoint, args.device)
+    args.dataset = _trained_on(state)
+    scaler = _scaler(args.checkpoint, net, state)
+    examples = _examples(args)  # all read and checked before anything is printed
+    proba = probabilities(net, scaler, np.stack([e.image for e in examples]))
+    if len(examples) == 1:
+        print_block(examples[0], proba[0])
+    else:
+        print_table(examples, proba)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- rows
+def predict_rows(args) -> int:
+    """``--data ROWS``: predictions of a model trained on a table, one per row, as CSV on
+    stdout or in ``--out``: the original label and the probability of each class
+    (``p_<label>`` columns) for a classifier, the value in the target's units for regression.
+    The rows are scaled with the checkpoint's scaler; their feature columns are matched to the
+    training columns by name (any order), and a target column present is ignored."""
+    from .checkpoint import sub_state
+    from .data import DataError, check_features, load_table
+
+    path = args.checkpoint
+    net, state = _load_model(path, args.device, table=True)
+    source = ((state or {}).get("json", {}).get("run") or {}).get("source")
+    if not isinstance(source, dict) or source.get("kind") != "table":
+        trained_on = (source or {}).get("dataset") or "MNIST"
+        raise Failure(f"{path} was trained on {trained_on} images, not on a table, so it cannot "
+                      f"predict --data rows; use --image or --test-index, or train on your "
+                      f"table with python -m xpnet.train --data FILE --save MODEL")
+    try:
+        names = [str(n) for n in source["feature_names"]]
+        classes = source["classes"]
+        if classes is None:
+            mean, scale = float(source["target_mean"]), float(source["target_scale"])
+        elif len(classes) != net.n_outputs:
+            raise ValueError("one label per output")
+        scaler = Scaler.from_state(sub_state(state, "scaler"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Failure(f"{path} has a damaged record of its training data ({exc}); re-train "
+                      f"and save it") from None
+    try:
+        table = load_table(args.data, target=source.get("target"), require_target=False)
+        table = check_features(table, names)
+    except DataError as exc:
+        raise Failure(str(exc)) from exc
+    outputs = []
+    for start in range(0, table.n_samples, _BATCH):
+        x = scaler.transform(table.X[start:start + _BATCH], net.dtype)
+        out = net.predict_proba(x) if classes is not None else net.predict(x)
+        outputs.append(np.asarray(net.device.to_numpy(out), dtype=np.float64))
+    values = np.concatenate(outputs) if outputs else np.zeros((0, net.n_outputs))
+    if classes is not None:
+        header = ["prediction", *(f"p_{c}" for c in classes)]
+        rows = [[classes[int(i)], *(f"{p:.6g}" for p in row)]
+                for i, row in zip(values.argmax(axis=1), values)]
+    else:
+        header = [f"predicted_{source.get('target') or 'value'}"]
+        rows = [[f"{v * scale + mean:.8g}"] for v in values.reshape(-1)]
+    _write_rows(args.out, header, rows)
+    if args.out:
+        print(f"wrote {len(rows)} predictions to {args.out}")
+    return EXIT_OK
+
+
+def _write_rows(out, header, rows) -> None:
+    """CSV to ``out`` (atomically) or to stdout."""
+    import csv
+
+    from .io import atomic_write
+
+    if out is None:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    try:
+        with atomic_write(out, "w") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+    except OSError as exc:
+        raise Failure(f"cannot write {out}: {exc.strerror or exc}") from exc
 
 
 if __name__ == "__main__":
