@@ -26,6 +26,7 @@ from xpnet.optimizers import (
     Momentum,
     RMSprop,
     Schedule,
+    UnknownOptionError,
     make_optimizer,
     optimizer_options,
 )
@@ -315,6 +316,23 @@ def test_unknown_option_is_an_error():
         GD(flat, 0.01, momentum=0.3)
     with pytest.raises(ValueError, match="optimizer 'momentum' has no option 'beta1'"):
         Momentum(flat, beta1=0.1)
+
+
+def test_unknown_option_suggests_the_close_match():
+    flat = make_flat(make_params())
+    with pytest.raises(TypeError) as err:
+        make_optimizer("momentum", flat, 0.01, momentun=0.9)
+    assert str(err.value) == ("optimizer 'momentum' has no option 'momentun' (did you mean "
+                              "'momentum'?); its options are: lr, momentum")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, UnknownOptionError)
+    with pytest.raises(TypeError) as err:
+        Adam(flat, beta_1=0.9, foo=1)  # the constructor says the same
+    assert str(err.value) == ("optimizer 'adam' has no options 'beta_1' (did you mean "
+                              "'beta1'?), 'foo'; its options are: lr, beta1, beta2, eps")
+    with pytest.raises(UnknownOptionError, match=r"'alpah' \(did you mean 'alpha'\?\)"):
+        make_optimizer("rmsprop", flat, alpah=0.9)
+    with pytest.raises(UnknownOptionError, match=r"'decay_al' \(did you mean 'decay_all'\?\)"):
+        AdamW(flat, decay_al=False)
 
 
 def test_optimizer_options():

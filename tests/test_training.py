@@ -6,13 +6,16 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
+import warnings
 
 import numpy as np
 import pytest
 
+import xpnet
 from xpnet.network import MLP
 from xpnet.optimizers import Schedule
-from xpnet.training import History, Trainer, TrainingDiverged, fit
+from xpnet.training import History, InputScaleWarning, Trainer, TrainingDiverged, fit
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -310,6 +313,7 @@ def test_min_delta_counts_small_improvements_as_none(with_dev):
 
 # ---------------------------------------------------------------------------- divergence
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+@pytest.mark.filterwarnings("ignore::xpnet.InputScaleWarning")  # 10 x N(0, 1) is borderline
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_divergence_raises_and_keeps_best_parameters(dtype):
     rng = np.random.default_rng(0)
@@ -340,6 +344,7 @@ def test_divergence_raises_and_keeps_best_parameters(dtype):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::xpnet.InputScaleWarning")
 def test_divergence_with_dev_set_monitors_dev_loss():
     rng = np.random.default_rng(1)
     X = 10.0 * rng.standard_normal((80, 4))
@@ -650,3 +655,315 @@ def test_trainer_state_arrays_are_named_by_parameter():
     for name, p in net.named_parameters():
         assert arrays[f"opt/m/{name}"].shape == p.shape
         assert arrays[f"best/{name}"].shape == p.shape
+
+
+# ---------------------------------------------------------------------------- verbose
+VERBOSE_LINE = re.compile(r"Epoch (\d+)/(\d+) - (\d+ms|\d+\.\ds) - (.*)")
+
+
+def parse_verbose(out):
+    """``[(epoch, epochs, {name: text})]`` of the verbose lines in ``out``; every line must be
+    one."""
+    rows = []
+    for line in out.splitlines():
+        match = VERBOSE_LINE.fullmatch(line)
+        assert match, f"not a verbose line: {line!r}"
+        pairs = [part.split(": ") for part in match.group(4).split(" - ")]
+        assert all(len(p) == 2 for p in pairs), line
+        rows.append((int(match.group(1)), int(match.group(2)), dict(pairs)))
+    return rows
+
+
+def test_verbose_prints_one_line_per_epoch_with_the_history_values(capsys):
+    X, y = make_blobs(n=80)
+    hist = fit(make_net(), X, y, epochs=3, lr=0.05, optimizer="adam", batch_size=16, seed=0,
+               validation_fraction=0.25, verbose=True)
+    out, err = capsys.readouterr()
+    assert err == ""
+    rows = parse_verbose(out)
+    assert [(e, n) for e, n, _ in rows] == [(1, 3), (2, 3), (3, 3)]
+    for i, (_, _, values) in enumerate(rows):
+        assert list(values) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+        for key, text in values.items():
+            assert text == f"{getattr(hist, key)[i]:.4f}", (key, i)
+
+
+def test_verbose_regression_without_dev_set_prints_only_the_loss(capsys):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 4))
+    Y = X @ rng.standard_normal((4, 2))
+    net = MLP([4, 8, 2], output="identity", dtype="float64", device="cpu", seed=0)
+    trainer = Trainer(net, optimizer="adam", lr=0.01, epochs=2, seed=0, verbose=True)
+    hist = trainer.fit(X, Y)
+    rows = parse_verbose(capsys.readouterr().out)
+    assert [(e, n, list(v)) for e, n, v in rows] == [(1, 2, ["loss"]), (2, 2, ["loss"])]
+    assert [v["loss"] for _, _, v in rows] == [f"{loss:.4f}" for loss in hist.loss]
+
+
+def test_verbose_line_comes_before_the_callback_and_resume_counts_on(capsys):
+    X, y = make_blobs(n=60)
+    net = make_net()
+
+    def callback(trainer, record):
+        print(f"callback {record['epoch']}")
+
+    fit(net, X, y, epochs=2, lr=0.1, seed=0, verbose=True, callback=callback)
+    state = net.trainer_.state_dict()
+    fit(net, X, y, epochs=4, lr=0.1, seed=0, verbose=True, resume=state)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == [
+        "Epoch 1/2", "callback 1", "Epoch 2/2", "callback 2", "Epoch 3/4", "Epoch 4/4"]
+
+
+def test_quiet_by_default(capsys):
+    X, y = make_blobs(n=40)
+    fit(make_net(), X, y, epochs=2, lr=0.1, seed=0, validation_fraction=0.25)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("seconds, shown", [(0.0123, "12ms"), (0.9994, "999ms"), (1.0, "1.0s"),
+                                            (12.345, "12.3s")])
+def test_verbose_duration_format(seconds, shown):
+    from xpnet.training import _epoch_line
+
+    record = {"epoch": 3, "seconds": seconds, "loss": 0.5, "accuracy": 0.25,
+              "val_loss": 0.125, "val_accuracy": 1.0}
+    assert _epoch_line(record, 7, True, True) == (
+        f"Epoch 3/7 - {shown} - loss: 0.5000 - accuracy: 0.2500 - val_loss: 0.1250 - "
+        f"val_accuracy: 1.0000")
+    assert _epoch_line(record, 7, False, False) == f"Epoch 3/7 - {shown} - loss: 0.5000"
+
+
+@pytest.mark.parametrize("verbose", [2, "yes", None, 0.5])
+def test_bad_verbose(verbose):
+    with pytest.raises(ValueError, match="verbose must be True or False"):
+        Trainer(make_net(), verbose=verbose)
+
+
+# ---------------------------------------------------------------------------- did you mean
+@pytest.mark.parametrize("call", ["fit", "Trainer"])
+def test_misspelt_keyword_suggests_the_close_match(call):
+    X, y = make_blobs(n=30)
+    net = make_net()
+    before = host_copy(net)
+    with pytest.raises(TypeError) as info:
+        if call == "fit":
+            fit(net, X, y, epoch=3)
+        else:
+            Trainer(net, epoch=3)
+    assert str(info.value) == (f"{call}() got an unexpected keyword argument 'epoch'; did you "
+                               f"mean 'epochs'?")
+    assert isinstance(info.value, ValueError)  # what an unknown option raised before
+    for got, want in zip(host_copy(net), before):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"validation_frac": 0.2},
+     "fit() got an unexpected keyword argument 'validation_frac'; did you mean "
+     "'validation_fraction'?"),
+    ({"verbos": True}, "fit() got an unexpected keyword argument 'verbos'; did you mean "
+                       "'verbose'?"),
+    ({"pateince": 3}, "fit() got an unexpected keyword argument 'pateince'; did you mean "
+                      "'patience'?"),
+    ({"batchsize": 8}, "fit() got an unexpected keyword argument 'batchsize'; did you mean "
+                       "'batch_size'?"),
+    ({"optimizer": "momentum", "momentun": 0.9},
+     "optimizer 'momentum' has no option 'momentun' (did you mean 'momentum'?); its options "
+     "are: lr, momentum"),
+    ({"optimizer": "adamw", "weight_decai": 0.1},
+     "optimizer 'adamw' has no option 'weight_decai' (did you mean 'weight_decay'?); its "
+     "options are: lr, beta1, beta2, eps, weight_decay, decay_all"),
+    ({"optimizer": "sgd", "momentum": 0.9},
+     "optimizer 'sgd' has no option 'momentum'; its options are: lr"),
+])
+def test_unknown_keywords_of_fit(kwargs, message):
+    X, y = make_blobs(n=30)
+    with pytest.raises(TypeError) as info:
+        fit(make_net(), X, y, **kwargs)
+    assert str(info.value) == message
+
+
+def test_trainer_keyword_error_names_the_trainer_and_the_optimizer_options():
+    with pytest.raises(TypeError, match=r"^Trainer\(\) got an unexpected keyword argument "
+                                        r"'callbak'; did you mean 'callback'\?$"):
+        Trainer(make_net(), callbak=print)
+    with pytest.raises(TypeError, match=r"^optimizer 'rmsprop' has no option 'alpah' \(did you "
+                                        r"mean 'alpha'\?\); its options are: lr, alpha, eps, "
+                                        r"momentum$"):
+        Trainer(make_net(), optimizer="rmsprop", alpah=0.9)
+    # fit's own arguments are not Trainer's
+    with pytest.raises(TypeError, match="has no option 'validation_fraction'"):
+        Trainer(make_net(), validation_fraction=0.2)
+
+
+# ---------------------------------------------------------------------------- input scale
+def mnist_like(n=300, seed=0):
+    """Raw 28x28 uint8 "digits" (n, 784): a dark background, bright rings near the centre
+    (0..255, anti-aliased), and labels 0..2 by the ring's radius, as raw MNIST pixels are."""
+    rng = np.random.default_rng(seed)
+    rr, cc = np.mgrid[0:28, 0:28]
+    y = rng.integers(0, 3, size=n)
+    centre = 14 + rng.normal(scale=1.5, size=(n, 2))
+    radius = 4 + 2.5 * y + rng.normal(scale=0.5, size=n)
+    dist = np.hypot(rr - centre[:, 0, None, None], cc - centre[:, 1, None, None])
+    ink = np.clip(1.5 - np.abs(dist - radius[:, None, None]), 0, 1)
+    return np.round(255 * ink).astype(np.uint8).reshape(n, 784), y
+
+
+def scale_warnings(X, y, **kwargs):
+    """The InputScaleWarnings of one short fit on ``(X, y)``, every warning shown."""
+    d = X.shape[1]
+    net = MLP([d, 8, int(np.max(y)) + 1], dtype="float32", device="cpu", seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(net, X, y, **{"epochs": 2, "lr": 1e-3, "optimizer": "adam", "batch_size": 64,
+                          "seed": 0, **kwargs})
+    return [w for w in caught if issubclass(w.category, InputScaleWarning)]
+
+
+def test_raw_pixels_warn_once_per_fit_at_the_callers_line():
+    X, y = mnist_like()
+    seen = scale_warnings(X, y, epochs=3)
+    assert len(seen) == 1
+    w = seen[0]
+    assert w.filename == __file__  # the fit call in scale_warnings, not xpnet's internals
+    text = str(w.message)
+    rms = np.sqrt((X.astype(np.float64) ** 2).mean(axis=0))
+    assert text.startswith(f"X looks unscaled: feature {int(np.argmax(rms))} has a "
+                           f"root-mean-square of {rms.max():.4g} (more than 10)")
+    assert "xpnet.Scaler('unit').fit(X)" in text and "scaler.transform(X)" in text
+    assert "\n" not in text
+    # with a dev set split off inside fit: still one warning, still at the caller's line
+    seen = scale_warnings(X, y, epochs=3, validation_fraction=0.2)
+    assert len(seen) == 1 and seen[0].filename == __file__
+
+
+def test_trainer_fit_warns_at_the_callers_line_each_fit():
+    X, y = mnist_like(n=100)
+    trainer = Trainer(MLP([784, 4, 3], device="cpu", seed=0), optimizer="adam", lr=1e-3,
+                      epochs=1, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(X, y)
+        trainer.epochs = 2
+        trainer.fit(X, y)  # a second fit (continuing the run) checks again
+    seen = [w for w in caught if issubclass(w.category, InputScaleWarning)]
+    assert [w.filename for w in seen] == [__file__, __file__]
+    assert seen[0].lineno + 2 == seen[1].lineno
+
+
+def standardised(X):
+    X = np.asarray(X, dtype=np.float64)
+    std = X.std(axis=0)
+    return (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def quiet_inputs():
+    """Scaled inputs that must not warn, some with rare large values: ``{name: (X, y)}``."""
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    rng = np.random.default_rng(7)
+    pixels, labels = mnist_like(n=400, seed=1)
+    cancer = load_breast_cancer()
+    digits = load_digits()
+    onehot = np.zeros((2000, 30))
+    onehot[np.arange(2000), rng.choice(30, size=2000, p=np.r_[[0.0005] * 10,
+                                                               [0.9950 / 20] * 20])] = 1
+    heavy = rng.standard_t(df=2, size=(2000, 6))  # heavy tails, standardised: rare |x| of 40+
+    return {
+        "mnist-like / 255": (pixels / 255.0, labels),
+        "mnist-like standardised per pixel": (standardised(pixels), labels),
+        "mnist-like xpnet.Scaler('standard')": (
+            xpnet.Scaler("standard").fit_transform(pixels), labels),
+        "breast cancer standardised": (standardised(cancer.data), cancer.target),
+        "breast cancer min-max": (
+            (cancer.data - cancer.data.min(0)) / np.ptp(cancer.data, axis=0), cancer.target),
+        "digits standardised": (standardised(digits.data), digits.target),
+        "rare one-hot categories standardised": (standardised(onehot), rng.integers(0, 2, 2000)),
+        "student-t(2) standardised": (standardised(heavy), rng.integers(0, 2, 2000)),
+        "uniform [-1, 1]": (rng.uniform(-1, 1, size=(500, 10)), rng.integers(0, 3, 500)),
+        "standard normal": (rng.standard_normal((500, 10)), rng.integers(0, 3, 500)),
+    }
+
+
+def test_scaled_inputs_do_not_warn():
+    for name, (X, y) in quiet_inputs().items():
+        # the rule's own premise: every feature's RMS is about 1 or less
+        assert np.sqrt((np.asarray(X, np.float64) ** 2).mean(axis=0)).max() < 1.5, name
+        assert scale_warnings(X, y) == [], name
+    # standardised data do have values beyond 10: a max-|x| rule would fire on them
+    inputs = quiet_inputs()
+    for name in ("mnist-like standardised per pixel", "digits standardised",
+                 "rare one-hot categories standardised", "student-t(2) standardised"):
+        assert np.abs(inputs[name][0]).max() > 15, name
+
+
+@pytest.mark.parametrize("name", ["mnist-like raw", "breast cancer raw", "digits raw 0..16",
+                                  "one raw feature among scaled ones"])
+def test_raw_inputs_warn(name):
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    rng = np.random.default_rng(5)
+    if name == "mnist-like raw":
+        X, y = mnist_like(n=200, seed=2)
+    elif name == "breast cancer raw":
+        X, y = load_breast_cancer(return_X_y=True)
+    elif name == "digits raw 0..16":
+        X, y = load_digits(return_X_y=True)
+    else:
+        X = rng.standard_normal((300, 5))
+        X[:, 2] = rng.normal(50_000, 12_000, size=300)  # an income in dollars
+        y = rng.integers(0, 2, 300)
+    assert len(scale_warnings(X, y)) == 1
+
+
+def test_the_advice_in_the_warning_silences_it():
+    X, y = mnist_like(n=200)
+    assert len(scale_warnings(X, y)) == 1
+    scaler = xpnet.Scaler("unit").fit(X)
+    assert scale_warnings(scaler.transform(X), y) == []
+
+
+def test_raw_mnist_warns_and_scaled_mnist_does_not(data_dir):
+    data = xpnet.load_mnist(data_dir, download=False, splits=("test",))
+    X, y = data.X_test[:3000], data.y_test[:3000]
+    assert X.dtype == np.uint8
+    assert len(scale_warnings(X, y, epochs=1)) == 1
+    for method in ("unit", "standard"):
+        assert scale_warnings(xpnet.Scaler(method).fit_transform(X), y, epochs=1) == [], method
+
+
+# ---------------------------------------------------------------------------- fp warnings
+def test_divergence_gives_no_runtime_warnings_only_the_error():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 4))  # well scaled: the lr alone makes it diverge
+    Y = X @ rng.standard_normal((4, 2))
+    before = np.geterr()
+    for dtype in ("float32", "float64"):
+        net = MLP([4, 8, 2], output="identity", dtype=dtype, device="cpu", seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(TrainingDiverged, match="training diverged at epoch"):
+                fit(net, X, Y, epochs=500, lr=1e6, optimizer="sgd", seed=0, X_val=X[:10],
+                    y_val=Y[:10])
+        assert [str(w.message) for w in caught] == [], dtype
+        assert np.geterr() == before  # the caller's settings are back
+
+
+def test_the_callback_runs_with_the_callers_floating_point_settings():
+    X, y = make_blobs(n=30)
+    got = []
+
+    def callback(trainer, record):
+        got.append(np.geterr())
+        np.float64(1e308) * np.float64(10)  # overflow: the caller's rules apply here
+
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            fit(make_net(), X, y, epochs=2, lr=0.1, seed=0, callback=callback)
+    assert got[0]["over"] == "raise"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(make_net(), X, y, epochs=2, lr=0.1, seed=0, callback=callback)
+    assert [w.category for w in caught] == [RuntimeWarning, RuntimeWarning]

@@ -3,14 +3,16 @@
 from .backend import Device, DeviceUnavailableError, get_device
 from .gradcheck import GradcheckError, gradcheck
 from .network import MLP, Sequential
+from .plotting import plot_history
 from .preprocessing import Scaler, stratified_split
-from .training import History, Trainer, TrainingDiverged, fit
+from .training import History, InputScaleWarning, Trainer, TrainingDiverged, fit
 
 __version__ = "0.1.0"
 __all__ = [
-    "MLP", "Sequential", "fit", "Trainer", "History", "TrainingDiverged", "Scaler",
-    "stratified_split", "Device", "DeviceUnavailableError", "get_device", "load_mnist", "save",
-    "load", "gradcheck", "GradcheckError", "export", "from_torch", "to_torch", "__version__",
+    "MLP", "Sequential", "fit", "Trainer", "History", "TrainingDiverged", "InputScaleWarning",
+    "plot_history", "Scaler", "stratified_split", "Device", "DeviceUnavailableError",
+    "get_device", "load_mnist", "save", "load", "gradcheck", "GradcheckError", "export",
+    "from_torch", "to_torch", "__version__",
 ]
 
 

@@ -37,6 +37,7 @@ stored as the attribute of the same name, and a ``step``) plus one line in :data
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import numbers
@@ -47,6 +48,7 @@ from .parameters import FlatParameters, check_state_array
 __all__ = [
     "GD", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "Optimizer",
     "OPTIMIZERS", "make_optimizer", "optimizer_options", "Schedule", "SCHEDULES",
+    "UnknownOptionError",
 ]
 
 
@@ -112,7 +114,7 @@ class Optimizer:
 
     def __init__(self, params, lr=None, **hyper):
         if hyper:  # subclasses pass on whatever their signature did not take
-            raise ValueError(_unknown_options_message(type(self), hyper))
+            raise UnknownOptionError(_unknown_options_message(type(self), hyper))
         self.params = _flat_parameters(params)
         self.lr = _check_lr(self.default_lr if lr is None else lr)
         self.t = 0
@@ -370,20 +372,33 @@ def optimizer_options(name_or_class) -> tuple[str, ...]:
                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
+class UnknownOptionError(TypeError, ValueError):
+    """A keyword that the optimizer (or the trainer) does not take. A ``TypeError``, as Python
+    raises for an unexpected keyword argument, and a ``ValueError``, as xpnet raised before."""
+
+
 def _unknown_options_message(cls, given) -> str:
-    names = ", ".join(repr(k) for k in given)
+    """``optimizer 'momentum' has no option 'momentun' (did you mean 'momentum'?); its options
+    are: lr, momentum``: the close match, when there is one, comes from :mod:`difflib`."""
+    options = optimizer_options(cls)
+
+    def named(key):
+        close = difflib.get_close_matches(str(key), options, n=1)
+        return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+
+    names = ", ".join(named(k) for k in given)
     noun = "option" if len(given) == 1 else "options"
-    return (f"optimizer {cls.name!r} has no {noun} {names}; its options are: "
-            f"{', '.join(optimizer_options(cls))}")
+    return f"optimizer {cls.name!r} has no {noun} {names}; its options are: {', '.join(options)}"
 
 
 def make_optimizer(name, params, lr=None, **kwargs) -> Optimizer:
     """Build an optimizer by registry name; keyword arguments go to its constructor as given,
-    and one it does not take is a ValueError naming the options it has."""
+    and one it does not take is an :class:`UnknownOptionError` (a ``TypeError`` and a
+    ``ValueError``) naming the options it has and the close match, if any."""
     cls = _optimizer_class(name)
     unknown = {k: v for k, v in kwargs.items() if k not in optimizer_options(cls)}
     if unknown:
-        raise ValueError(_unknown_options_message(cls, unknown))
+        raise UnknownOptionError(_unknown_options_message(cls, unknown))
     return cls(params, lr, **kwargs)
 
 

@@ -4,7 +4,10 @@ Per step (nothing crosses the host/device boundary, nothing is allocated that co
     gather the mini-batch on the device -> forward -> backward -> optimizer update in place
 Per epoch (one device-to-host copy of a few numbers):
     train loss/accuracy (accumulated during the epoch on the device), dev loss/accuracy,
-    history, early stopping, progress.
+    history, early stopping, progress (a bar per epoch, closed before the epoch's line and
+    callback).
+Per fit (one more device-to-host copy): a check of the inputs' scale
+(:class:`InputScaleWarning`).
 
 Randomness is derived from ``(seed, epoch)``: the shuffle of epoch ``e`` and its dropout masks
 depend only on the seed and ``e``. So a run saved after ``k`` epochs and resumed to ``N`` ends
@@ -13,9 +16,14 @@ with the same parameters as ``N`` epochs straight.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import inspect
 import math
 import numbers
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,12 +31,29 @@ import numpy as np
 from .backend import as_array, is_device_array
 from .distributed import DataParallel
 from .network import Sequential, check_seed
-from .optimizers import Optimizer, Schedule, make_optimizer
+from .optimizers import (
+    Optimizer,
+    Schedule,
+    UnknownOptionError,
+    _optimizer_class,
+    _unknown_options_message,
+    make_optimizer,
+    optimizer_options,
+)
 from .parameters import check_state_array
 from .preprocessing import stratified_split
 from .progress import progress_bar
 
 TRAINER_FORMAT = 2  # 1: state arrays keyed by position (read by the v1 checkpoint converter)
+
+# Inputs whose largest per-feature root-mean-square exceeds this look unscaled (see
+# InputScaleWarning); rows are squared in blocks of about this many elements.
+INPUT_SCALE_LIMIT = 10.0
+_SCALE_BLOCK = 1 << 22
+
+# Floating-point warnings are off while training: on the way to a divergence NumPy would print
+# "overflow encountered in matmul" with a path inside xpnet before TrainingDiverged says it once.
+_QUIET_FP = {"over": "ignore", "invalid": "ignore", "divide": "ignore", "under": "ignore"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -37,6 +62,14 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message, history):
         super().__init__(message)
         self.history = history
+
+
+class InputScaleWarning(UserWarning):
+    """``fit`` was given inputs on a raw scale (such as 0-255 pixels), which train slowly or
+    diverge. Issued at most once per ``fit``, when some feature's root-mean-square over the
+    training set exceeds :data:`INPUT_SCALE_LIMIT` (10): never for inputs in [-1, 1], nor for
+    standardised ones (whose every feature has a root-mean-square of 1, however large its rare
+    values). Silence it with ``warnings.simplefilter("ignore", xpnet.InputScaleWarning)``."""
 
 
 @dataclass
@@ -182,23 +215,35 @@ class Trainer:
             set, as scikit-learn does with ``early_stopping=True``. A run stopped by the callback
             keeps its current parameters, so that it can be saved and resumed exactly.
         seed: seeds shuffling and dropout; ``None`` draws one (kept in :attr:`seed`).
-        progress: show a tqdm bar (samples/s) when tqdm is installed.
+        progress: show a tqdm bar per epoch (``epoch 3/7``, samples and samples/s on
+            stderr) when tqdm is installed; each bar is cleared when its epoch's steps and dev
+            evaluation end, before the verbose line and the callback, so that what they print
+            starts on a clean line. Nothing happens (and nothing fails) without tqdm.
+        verbose: print one line per epoch to stdout, as Keras does:
+            ``Epoch 3/7 - 1.2s - loss: 0.1234 - accuracy: 0.9650 - val_loss: 0.1100 -
+            val_accuracy: 0.9700`` (``val_*`` only with a dev set, accuracies only for a
+            classifier). Off by default: the library prints nothing.
         callback: ``callback(trainer, record)`` after each epoch; a true return value stops
             training cleanly after that epoch (``history.interrupted``).
         comm: data-parallel training over MPI: :func:`xpnet.distributed.init`'s communicator
             (or an mpi4py one). Each rank trains on its share of every global batch of
             ``batch_size``, and the result is that of one process (see
             :mod:`xpnet.distributed`); rank 0's seed and starting state are used, and only rank
-            0 shows the progress bar. Every rank must call :meth:`fit` with the same data.
+            0 shows the progress bar and the verbose lines. Every rank must call :meth:`fit`
+            with the same data.
         **optimizer_options: passed to the optimizer's constructor as they are (e.g.
-            ``momentum=0.8``, ``beta2=0.99``, ``weight_decay=0.05``); an option the optimizer
-            does not take is a ``ValueError`` naming the ones it does.
+            ``momentum=0.8``, ``beta2=0.99``, ``weight_decay=0.05``). A keyword that neither
+            the trainer nor the optimizer takes is an
+            :class:`~xpnet.optimizers.UnknownOptionError` (a ``TypeError`` and a
+            ``ValueError``) with the close match: ``did you mean 'epochs'?`` for ``epoch=3``,
+            or the optimizer's options.
     """
 
     def __init__(self, net: Sequential, optimizer="adam", lr=None, epochs=10, batch_size=None,
                  schedule="constant", step_size=None, gamma=0.1, patience=0, min_delta=0.0,
                  restore_best=None, seed=None, progress=False, callback=None,
-                 eval_batch_size=10000, comm=None, **optimizer_options):
+                 eval_batch_size=10000, comm=None, verbose=False, **optimizer_options):
+        _check_keywords("Trainer", optimizer_options, optimizer)
         self.net = net
         self.parallel = None if comm is None else DataParallel(comm, net)
         self.epochs = _positive_int("epochs", epochs)
@@ -217,10 +262,14 @@ class Trainer:
         if self.parallel is not None:
             self.seed = self.parallel.agree_seed(self.seed)
             progress = progress and self.parallel.rank == 0
+        if not isinstance(verbose, (numbers.Integral, np.bool_)) or verbose not in (0, 1):
+            raise ValueError(f"verbose must be True or False; got {verbose!r}")
+        self.verbose = bool(verbose) and (self.parallel is None or self.parallel.rank == 0)
         if callback is not None and not callable(callback):
             raise ValueError(f"callback must be a function callback(trainer, record) or None; "
                              f"got {callback!r}")
         self.progress, self.callback = progress, callback
+        self._caller_fp = np.geterr()  # NumPy's error settings for the callback (see fit)
         self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
         self.optimizer = (optimizer(net, lr, **optimizer_options)
                           if isinstance(optimizer, type) and issubclass(optimizer, Optimizer)
@@ -325,10 +374,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, X, y, X_val=None, y_val=None) -> History:
-        """Train on ``(X, y)`` (host or device arrays), optionally monitoring ``(X_val, y_val)``.
-        Returns the :class:`History` (also kept in ``net.history_``)."""
+        """Train on ``X`` (n, n_features) and ``y`` (n,) labels or (n, n_outputs) targets, host
+        or device arrays, optionally monitoring ``(X_val, y_val)`` of the same layout. Returns
+        the :class:`History` (also kept in ``net.history_``).
+
+        Inputs on a raw scale (some feature's root-mean-square over ``X`` above 10, as 0-255
+        pixels) give one :class:`InputScaleWarning`. NumPy's floating-point warnings are off
+        while training (the callback runs with the caller's settings): a run that overflows
+        ends in :class:`TrainingDiverged`, not in RuntimeWarnings."""
         net, dev = self.net, self.net.device
         xp = dev.xp
+        stacklevel = _outside_stacklevel()
         with dev.activate():
             X = net.check_X(X)
             y = net.check_y(y, X.shape[0])
@@ -339,8 +395,12 @@ class Trainer:
             if has_val:
                 X_val = net.check_X(X_val, "X_val")
                 y_val = net.check_y(y_val, X_val.shape[0], "y_val")
+            if self.parallel is None or self.parallel.rank == 0:
+                _warn_if_unscaled(xp, X, stacklevel + 1)
+            self._caller_fp = np.geterr()
             try:
-                self._run(xp, dev, X, y, X_val, y_val, has_val)
+                with np.errstate(**_QUIET_FP):
+                    self._run(xp, dev, X, y, X_val, y_val, has_val)
             finally:
                 net.history_ = self.history
         return self.history
@@ -362,10 +422,11 @@ class Trainer:
                                  xp.empty((size,) + y.shape[1:], dtype=y.dtype))
         if dp is not None:
             dp.start(self, X, X_val)  # same data on every rank; rank 0's state everywhere
-        bar = self._progress_bar(n)
-        try:
-            while self.epoch < self.epochs:
-                e = self.epoch
+        while self.epoch < self.epochs:
+            e = self.epoch
+            # One bar per epoch, closed (and cleared) before the epoch's line and callback.
+            bar = self._progress_bar(n, e)
+            with contextlib.nullcontext() if bar is None else bar:
                 t0 = time.perf_counter()
                 net.reseed_dropout(_epoch_seed(self.seed, e, 1))
                 loss_sum = xp.zeros((), dtype=xp.float64)
@@ -392,14 +453,11 @@ class Trainer:
                         bar.update(stop - start)
                 record = self._end_epoch(xp, dev, e, loss_sum, correct, n, X_val, y_val,
                                          has_val, t0, opt.lr)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{record['loss']:.4f}",
-                                    val_acc=f"{record['val_accuracy']:.4f}", refresh=False)
-                if self._finish_epoch(record, has_val):
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
+            if self.verbose:
+                print(_epoch_line(record, self.epochs, has_val, net.head.is_classifier),
+                      flush=True)
+            if self._finish_epoch(record, has_val):
+                break
         # An interrupted run is paused, not finished: keep the current parameters so that a
         # checkpoint saved now resumes exactly (the best ones are in the trainer state).
         if has_val and self.restore_best and not hist.interrupted \
@@ -473,7 +531,11 @@ class Trainer:
             self._snapshot_best()
         else:
             self.wait += 1
-        stop = self.callback is not None and bool(self.callback(self, record))
+        if self.callback is not None:
+            with np.errstate(**self._caller_fp):  # the caller's warnings, not the loop's
+                stop = bool(self.callback(self, record))
+        else:
+            stop = False
         if self.parallel is not None and self.callback is not None:
             stop = self.parallel.any(stop)  # every rank stops after the same epoch
         if stop:
@@ -484,24 +546,113 @@ class Trainer:
             return True
         return False
 
-    def _progress_bar(self, n):
-        return progress_bar(self.progress, total=self.epochs * n, initial=self.epoch * n,
-                            unit="sample", unit_scale=True, desc="train", leave=False)
+    def _progress_bar(self, n, e):
+        """Epoch ``e``'s bar (0-based ``e``), over its ``n`` samples, or ``None``."""
+        return progress_bar(self.progress, total=n, unit="sample", unit_scale=True,
+                            desc=f"epoch {e + 1}/{self.epochs}", leave=False)
+
+
+def _epoch_line(record, epochs, has_val, classifier) -> str:
+    """The verbose line of one epoch's ``record``: ``Epoch 3/7 - 1.2s - loss: 0.1234 -
+    accuracy: 0.9650 - val_loss: 0.1100 - val_accuracy: 0.9700``."""
+    seconds = record["seconds"]
+    parts = [f"Epoch {record['epoch']}/{epochs}",
+             f"{seconds:.1f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms",
+             f"loss: {record['loss']:.4f}"]
+    if classifier:
+        parts.append(f"accuracy: {record['accuracy']:.4f}")
+    if has_val:
+        parts.append(f"val_loss: {record['val_loss']:.4f}")
+        if classifier:
+            parts.append(f"val_accuracy: {record['val_accuracy']:.4f}")
+    return " - ".join(parts)
+
+
+def _input_scale(xp, X):
+    """``(rms, j)``: the largest root-mean-square over the columns of ``X`` (n, n_features)
+    and its column, computed on ``X``'s device in row blocks (no (n, n_features) temporary)
+    and read back once, before training (like ``check_X``'s finiteness check, not through
+    ``Device.to_numpy``, which the trainer keeps for the one metric read per epoch)."""
+    n, d = X.shape
+    rows = max(1, _SCALE_BLOCK // max(d, 1))
+    sums = xp.zeros(d, dtype=xp.float64)
+    for lo in range(0, n, rows):
+        block = X[lo:lo + rows]
+        sums += (block * block).sum(axis=0, dtype=xp.float64)
+    top, j = xp.stack([sums.max(), sums.argmax().astype(xp.float64)]).tolist()
+    return math.sqrt(top / n), int(j)
+
+
+def _warn_if_unscaled(xp, X, stacklevel):
+    with np.errstate(**_QUIET_FP):  # squares of huge values are inf, and that is a yes
+        rms, j = _input_scale(xp, X)
+    if rms > INPUT_SCALE_LIMIT:
+        warnings.warn(
+            f"X looks unscaled: feature {j} has a root-mean-square of {rms:.4g} (more than "
+            f"{INPUT_SCALE_LIMIT:g}), so training may be slow or diverge; scale the inputs "
+            f"first, e.g. scaler = xpnet.Scaler('unit').fit(X) (or 'standard' for tables), then "
+            f"train on scaler.transform(X) and transform dev and test inputs the same way.",
+            InputScaleWarning, stacklevel=stacklevel)
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` that, given to ``warnings.warn`` in the function calling this one,
+    points at the first caller outside this module (the user's ``fit`` call)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _parameter_names(function, skip) -> list:
+    return [p.name for p in inspect.signature(function).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip]
+
+
+def _check_keywords(where, kwargs, optimizer) -> None:
+    """Raise :class:`UnknownOptionError` for a keyword in ``kwargs`` that neither ``where``
+    (``"fit"`` or ``"Trainer"``) nor the optimizer takes, before anything is built: ``fit() got
+    an unexpected keyword argument 'epoch'; did you mean 'epochs'?`` when the close match is an
+    argument of ours, else the optimizer's message (with its close match, if any)."""
+    if not kwargs:
+        return
+    try:
+        cls = _optimizer_class(optimizer)
+    except ValueError:
+        return  # an unknown optimizer, which make_optimizer reports
+    options = list(optimizer_options(cls))
+    names = _parameter_names(Trainer.__init__, ("self", "net"))
+    if where == "fit":
+        names += [name for name in _parameter_names(fit, ("net", "X", "y")) if name not in names]
+    unknown = [key for key in kwargs if key not in options and key not in names]
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), names + options, n=1)
+        if close and close[0] not in options:
+            raise UnknownOptionError(f"{where}() got an unexpected keyword argument {key!r}; "
+                                     f"did you mean {close[0]!r}?")
+    if unknown:
+        raise UnknownOptionError(_unknown_options_message(cls, unknown))
 
 
 def fit(net, X, y, epochs=10, lr=0.01, batch_size=None, optimizer="gd",
-        validation_fraction=0.0, X_val=None, y_val=None, resume=None, **kwargs) -> History:
-    """Train ``net`` on ``(X, y)`` and return its :class:`History`.
+        validation_fraction=0.0, X_val=None, y_val=None, resume=None, verbose=False,
+        **kwargs) -> History:
+    """Train ``net`` on ``X`` (n, n_features) and ``y`` (n,) labels or (n, n_outputs) targets
+    and return its :class:`History`.
 
     ``batch_size=None`` is full-batch gradient descent, as in the tutorials. With
     ``validation_fraction`` in (0, 1), a stratified, seeded split of ``(X, y)`` becomes the dev
     set (ignored when ``X_val`` is given). ``resume`` is a trainer state from a checkpoint.
     Other keyword arguments go to :class:`Trainer`, and through it to the optimizer (e.g.
-    ``fit(net, X, y, optimizer="adamw", lr=1e-3, weight_decay=0.05)``). ``lr=None`` takes the
-    optimizer's ``default_lr``. The trainer is kept in ``net.trainer_``.
+    ``fit(net, X, y, optimizer="adamw", lr=1e-3, weight_decay=0.05)``); a keyword that none
+    of them takes is a ``TypeError`` that suggests the close match (``epoch=3``: did you mean
+    'epochs'?). ``lr=None`` takes the optimizer's ``default_lr``. ``verbose=True`` prints one
+    line per epoch (see :class:`Trainer`); ``progress=True`` shows a bar per epoch. Raw-scale
+    inputs give an :class:`InputScaleWarning`. The trainer is kept in ``net.trainer_``.
     """
+    _check_keywords("fit", kwargs, optimizer)
     trainer = Trainer(net, optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size,
-                      **kwargs)
+                      verbose=verbose, **kwargs)
     if resume is not None:
         trainer.load_state_dict(resume)
     if X_val is None and validation_fraction:
