@@ -111,7 +111,7 @@ def test_store_true_flags_conflict_when_the_run_did_not_use_them(data_dir, tmp_p
     # several at once are named together
     assert xpnet.train.main(["--resume", str(plain), "--epochs", "2", "--batch-norm",
                              "--lr", "0.5"]) == 2
-    assert "--batch-norm on (the run used off); --lr 0.5 (the run used 0.002)" in \
+    assert "--batch-norm on (the run used off); --lr 0.5 (the run used 0.004)" in \
         capsys.readouterr().err
     # and without flags the saved patience is used
     again = run_train(["--resume", plain, "--epochs", 2, "--data-dir", data_dir, "--quiet",
@@ -173,7 +173,7 @@ DAMAGE = {
     "history": (_set(5, "trainer", "history"), "damaged run state"),
     "scaler-arrays": (_drop_array("scaler/offset"), "damaged input scaler"),
     "subset": (_set({"dev_fraction": 0.2, "train_samples": 999}, "run"),
-               "trained on 999 training images but this one has 1200"),
+               "trained on 999 training samples but this one has 1200"),
 }
 
 
@@ -194,11 +194,11 @@ def test_missing_or_damaged_run_state_is_one_line(runs, tmp_path, data_dir, kind
 @pytest.mark.slow
 def test_a_checkpoint_of_another_network_cannot_be_resumed(tmp_path):
     other = tmp_path / "other.npz"
-    ckpt.save(xpnet.MLP([4, 3], device="cpu"), other,
+    ckpt.save(xpnet.MLP([4, 3], output="sigmoid", device="cpu"), other,
               ckpt.nest_states(trainer={"json": {}, "arrays": {}}))
     result = run_train(["--resume", other, "--data-dir", tmp_path], cwd=tmp_path)
     assert result.returncode == 1
-    assert "does not hold an MNIST classifier" in one_error_line(result)
+    assert "does not hold a model xpnet.train trains" in one_error_line(result)
 
 
 @pytest.mark.slow

@@ -149,7 +149,7 @@ def _collisions(tmp_path, data_copy):
                                  "same file"),
         "save-metrics": (["--save", "out", "--metrics-json", f"{tmp_path}/out"], "same file"),
         "save-data": (["--data-dir", data_copy, "--save", data_copy / GZ_NAMES[1]],
-                      "MNIST file"),
+                      "data file"),
         "plot-suffix": (["--plot", "p.xyz"], "ending in .png"),
         "plot-no-suffix": (["--plot", "out"], "ending in .png"),
     }

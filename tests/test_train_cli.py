@@ -119,10 +119,11 @@ def test_outputs_get_umask_permissions_and_leave_no_temp_files(full_run):
 
 
 @pytest.mark.slow
-def test_default_lr_is_the_optimizers(full_run):
+def test_default_lr_is_the_image_recipes(full_run):
     result, _ = full_run
     assert result.returncode == 0, result.stderr
-    assert "optimizer adam lr 0.002 " in result.stdout
+    lr = xpnet.train.RECIPES["image"]["lr"]["adam"]
+    assert f"optimizer adam lr {lr:g} " in result.stdout
 
 
 @pytest.mark.slow
@@ -184,7 +185,8 @@ def test_patience_stops_early_and_restores_the_best_epoch(data_dir, tmp_path):
     deterministic. With patience the best epoch's parameters are restored, so the saved model
     equals a plain run of exactly best_epoch epochs."""
     common = ["--layers", "784,128,10", "--batch-size", "128", "--device", "cpu",
-              "--lr", "0.01", "--schedule", "constant", "--data-dir", data_dir]
+              "--lr", "0.01", "--schedule", "constant", "--dev-fraction", "0.1",
+              "--data-dir", data_dir]
     es = run_train([*common, "--epochs", 30, "--patience", 2, "--save", "es.npz",
                     "--metrics-json", "m.json"], cwd=tmp_path)
     assert es.returncode == 0, es.stderr
@@ -245,6 +247,68 @@ def test_help_exits_0(tmp_path):
     for flag in ("--layers", "--resume", "--patience", "--metrics-json", "--debug"):
         assert flag in result.stdout
     assert result.stderr == ""
+
+
+def test_every_flag_has_help_and_at_most_one_default(tmp_path):
+    """Each option says what it does; its default appears once (argparse's "(default: X)" is
+    added only when the text does not already state one, and never as a Python list)."""
+    parser = xpnet.train.build_parser()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings[0]} has no help text"
+        shown = parser._get_formatter()._get_help_string(action)
+        assert shown.count("default") <= 1, (action.option_strings[0], shown)
+    text = run_train(["--help"], cwd=tmp_path, subset=None).stdout
+    assert "[784" not in text and "(default: None)" not in text
+    assert "(default: 256,128,64 for image datasets, 100 for --data)" in " ".join(text.split())
+
+
+def test_help_examples_are_valid_commands():
+    """The epilog's three example commands parse with this parser."""
+    epilog = xpnet.train.build_parser().epilog
+    examples = [line.split("#")[0].split() for line in epilog.splitlines()
+                if line.strip().startswith("python -m xpnet.train")]
+    assert len(examples) == 3
+    for words in examples:
+        args = xpnet.train.build_parser().parse_args(words[3:])
+        assert args.epochs is None or args.epochs > 0
+
+
+@pytest.mark.parametrize("given, hint", [
+    (["--epoch", "3"], "unrecognized argument --epoch; did you mean --epochs?"),
+    (["--learning-rate=0.1"], "unrecognized argument --learning-rate; see --help"),
+    (["--batchsize", "64"], "did you mean --batch-size?"),
+    (["--layers", "784", "256", "10"], "write --layers 784,256,10 (no spaces)"),
+    (["--hidden", "64", "32"], "write --hidden 64,32 (no spaces)"),
+])
+def test_misspelled_flags_get_a_suggestion(given, hint, tmp_path):
+    result = run_train(given, cwd=tmp_path, subset=None)
+    assert result.returncode == 2
+    assert one_error_line(result).endswith(hint)
+
+
+def test_missing_output_folders_are_created_and_blocked_paths_refused(data_dir, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    blocked = run_train([*SMALL, "--epochs", 1, "--data-dir", data_dir,
+                         "--save", "file/sub/m.npz"], cwd=tmp_path)
+    assert blocked.returncode == 1
+    assert "is not a folder" in one_error_line(blocked)
+    made = run_train([*SMALL, "--epochs", 1, "--data-dir", data_dir,
+                      "--save", "runs/a/m.npz", "--metrics-json", "out/m.json"], cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "runs/a/m.npz").is_file() and (tmp_path / "out/m.json").is_file()
+
+
+def test_summary_says_which_weights_were_tested(full_run):
+    result, d = full_run
+    m = json.loads((d / "m.json").read_text())
+    line = result.stdout.strip().splitlines()[-1]
+    if m["best_epoch"] == 3:
+        assert "tested the weights of epoch 3" in line
+    else:  # no patience: the last epoch's weights, and the best dev epoch named beside them
+        assert (f"tested the last epoch's weights (epoch 3; lowest dev loss at epoch "
+                f"{m['best_epoch']})") in line
 
 
 # ------------------------------------------------------------------------------- runtime errors

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
 import signal
 import sys
@@ -43,14 +44,51 @@ class Terminated(BaseException):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is a single line (no usage dump) and exit code 2."""
+    """argparse, but a usage error is a single line (no usage dump) and exit code 2, and an
+    unknown flag gets the closest known one (``--epoch`` -> "did you mean --epochs?")."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)  # "--deb" must not quietly mean --debug
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self.unrecognized(extras))
+        return namespace
+
+    def unrecognized(self, extras) -> str:
+        """The message for arguments argparse did not take: a suggestion for a misspelled flag,
+        else the plain list."""
+        known = [opt for action in self._actions for opt in action.option_strings
+                 if opt.startswith("--")]
+        for item in extras:
+            if item.startswith("-") and len(item) > 1:
+                flag = item.split("=", 1)[0]
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close else "; see --help"
+                return f"unrecognized argument {flag}{hint}"
+        return f"unrecognized arguments: {' '.join(extras)} (a flag takes one value; see --help)"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` with each default stated once: appended as "(default: X)" unless the help
+    text already says its default, and never for a flag without a value (None, a switch).
+    The description and epilog keep their line breaks (the epilog holds example commands)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is argparse.SUPPRESS
+                or isinstance(default, bool) or not action.option_strings):
+            return text
+        if isinstance(default, (list, tuple)):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {default})"
 
 
 # ---------------------------------------------------------------------- signals
@@ -167,11 +205,30 @@ def check_writable(flag, path) -> None:
     except SpecialFileError as exc:
         raise Failure(f"{flag} {path}: {path} is {exc.kind}, not a regular file; outputs are "
                       f"written only to regular files (atomically): choose a file name") from None
-    parent = str(target.parent)
-    if not os.path.isdir(parent):
-        raise Failure(f"{flag} {path}: the folder {parent} does not exist")
+    parent = target.parent
+    if not parent.is_dir():
+        _make_folders(flag, path, parent)
     if not os.access(parent, os.W_OK):
         raise Failure(f"{flag} {path}: the folder {parent} is not writable")
+
+
+def _make_folders(flag, path, parent) -> None:
+    """Create the missing folders above an output (as ``mkdir -p``), so ``--save runs/a.npz``
+    works on a fresh clone; a path through a file, or an unwritable folder, is a Failure."""
+    ancestor = parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise Failure(f"{flag} {path}: {ancestor} is not a folder, so {parent} cannot be "
+                      f"created; choose another path")
+    if not os.access(ancestor, os.W_OK):
+        raise Failure(f"{flag} {path}: the folder {parent} does not exist and {ancestor} is "
+                      f"not writable, so it cannot be created")
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise Failure(f"{flag} {path}: cannot create the folder {parent} "
+                      f"({exc.strerror or exc})") from None
 
 
 def same_file(a, b) -> bool:

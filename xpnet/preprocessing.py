@@ -1,4 +1,4 @@
-"""Input normalisation and the stratified dev split (host NumPy; done once, before training).
+"""Input normalisation and the dev/test splits (host NumPy; done once, before training).
 
     unit:      x' = (x - lo) / (hi - lo)          lo, hi: per-dataset min and max of the
                                                    training set (0 and 255 for uint8 images)
@@ -105,3 +105,17 @@ def stratified_split(y, fraction, seed=0):
             f"use more data or a different fraction."
         )
     return train_idx, dev_idx
+
+
+def random_split(n, fraction, seed=0):
+    """Indices ``(train_idx, held_idx)``: ``round(fraction * n)`` of ``n`` samples held out
+    at random with ``seed`` (for regression, where there are no classes to stratify by); both
+    index arrays are sorted."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the fraction must be in (0, 1); got {fraction!r}")
+    k = int(round(fraction * n))
+    if k == 0 or k == n:
+        raise ValueError(f"fraction {fraction} leaves an empty part of {n} samples; use more "
+                         f"data or a different fraction.")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[k:]), np.sort(order[:k])
