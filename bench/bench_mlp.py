@@ -80,7 +80,7 @@ TORCH_THREADS = None
 if torch is not None:
     TORCH_THREADS = os.cpu_count() or 1
     torch.set_num_threads(TORCH_THREADS)
-TORCH_WHY = "" if torch is not None else "PyTorch is not installed (pip install 'xpnet[bench]')"
+TORCH_WHY = "" if torch is not None else "PyTorch is not installed (pip install -e '.[bench]')"
 if torch is None:
     TORCH_CUDA_OK, TORCH_CUDA_WHY = False, TORCH_WHY
 elif not torch.cuda.is_available():

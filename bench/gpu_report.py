@@ -30,8 +30,8 @@ commit): ``...-gpu-report.txt`` (the header, each step's status, time and key li
 ``...-parity.txt``, ``...-bench.json`` / ``-bench.txt``, ``...-time-to-accuracy.json`` /
 ``.txt``, ``...-memory.json`` / ``.txt``, ``...-tf32.json`` / ``.txt`` (+ ``-tf32-logs/``).
 
-MNIST (tta, tf32) is read from ``--data-dir``, ``$XPNET_DATA_DIR``, ``~/.cache/xpnet/mnist`` or
-``../shared/data/mnist``; nothing is downloaded. Without a usable GPU, or without MNIST (unless
+MNIST (tta, tf32) is read from ``--data-dir``, ``$XPNET_DATA_DIR`` or
+``~/.cache/xpnet/mnist``; nothing is downloaded. Without a usable GPU, or without MNIST (unless
 those steps are skipped), it stops before writing anything, with a one-line message and exit
 status 1. Otherwise the exit status is 0 when every step that ran passed.
 """
@@ -95,13 +95,12 @@ def require_gpu() -> None:
     usable, reason = cuda_status(0)
     if not usable:
         raise Abort(f"no usable CUDA GPU, so no GPU report ({reason}); run `make gpu-report` on a "
-                    f"machine with an NVIDIA GPU and CuPy (pip install 'xpnet[cuda12]')")
+                    f"machine with an NVIDIA GPU and CuPy (pip install -e '.[cuda12]')")
 
 
 def mnist_dir(flag) -> Path:
     candidates = [flag] if flag else [os.environ.get("XPNET_DATA_DIR"),
-                                      str(Path.home() / ".cache" / "xpnet" / "mnist"),
-                                      str(ROOT.parent / "shared" / "data" / "mnist")]
+                                      str(Path.home() / ".cache" / "xpnet" / "mnist")]
     for c in filter(None, candidates):
         d = Path(c)
         if all((d / f"{n}.gz").is_file() or (d / n).is_file() for n in MNIST_FILES):

@@ -402,7 +402,7 @@ def assert_same_run(a, b):
 
 def test_pandas_dataframes_and_series_work_like_numpy():
     pd = pytest.importorskip("pandas", reason="pandas is an optional test dependency "
-                                              "(pip install 'xpnet[test]')")
+                                              "(pip install -e '.[test]')")
     X, y = blobs()
     df, s = pd.DataFrame(X, columns=list("abcd")), pd.Series(y, name="label")
     assert not is_device_array(df) and not is_device_array(s)  # both have a .get method
@@ -425,7 +425,7 @@ def test_pandas_dataframes_and_series_work_like_numpy():
 
 def test_pandas_that_cannot_become_numbers_gets_one_sentence():
     pd = pytest.importorskip("pandas", reason="pandas is an optional test dependency "
-                                              "(pip install 'xpnet[test]')")
+                                              "(pip install -e '.[test]')")
     X, y = blobs(n=6)
     net = MLP([4, 3], device="cpu", seed=0)
     mixed = pd.DataFrame(X, columns=list("abcd")).assign(d=list("uvwxyz"))
@@ -503,7 +503,7 @@ def test_array_likes_and_merged_batches_on_the_strict_device_stand_in():
     ``np.asarray`` would raise here."""
     strict = pytest.importorskip("strict_device", reason="the CuPy stand-in is not available")
     pd = pytest.importorskip("pandas", reason="pandas is an optional test dependency "
-                                              "(pip install 'xpnet[test]')")
+                                              "(pip install -e '.[test]')")
     X, y = blobs(n=21)
     kw = dict(epochs=2, batch_size=5, optimizer="adam", lr=1e-2, seed=1, validation_fraction=0.2)
     on_device = MLP([4, 8, 3], batch_norm=True, dtype="float64", device=strict.StrictDevice(),

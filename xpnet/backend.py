@@ -28,9 +28,12 @@ __all__ = [
     "is_out_of_memory",
 ]
 
+# xpnet is installed from its clone (it is not on PyPI), so the fix is an editable install there;
+# `make train` does the same after reading the driver's CUDA version.
 _FIX_INSTALL = (
-    "install CuPy for your CUDA version with `pip install 'xpnet[cuda12]'` or "
-    "`pip install 'xpnet[cuda13]'`, or use --device cpu"
+    "install the CuPy for the CUDA version nvidia-smi shows by running "
+    "`pip install -e '.[cuda12]'` (CUDA 12) or `pip install -e '.[cuda13]'` (CUDA 13) in the "
+    "xpnet clone, or use --device cpu"
 )
 
 

@@ -76,7 +76,7 @@ try:
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "xpnet.sklearn needs scikit-learn >= 1.6: pip install 'xpnet[sklearn]'"
+        "xpnet.sklearn needs scikit-learn >= 1.6: pip install -e '.[sklearn]'"
     ) from exc
 
 from .backend import DeviceUnavailableError, get_device
