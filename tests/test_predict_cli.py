@@ -435,3 +435,30 @@ def test_a_sequential_checkpoint_of_another_kind_exits_1(tmp_path):
     assert result.returncode == 1
     line = predict_error_line(result)
     assert "not an MNIST classifier" in line and "3 sigmoid outputs" in line
+
+
+def test_a_fashion_mnist_model_names_its_classes(tmp_path):
+    """A model whose checkpoint says it was trained on Fashion-MNIST prints the class names
+    (the probabilities are those of the untrained net on the prepared picture)."""
+    from PIL import Image
+
+    from xpnet.checkpoint import nest_states
+    from xpnet.data import DATASETS
+
+    path = tmp_path / "fashion.npz"
+    source = {"dataset": "fashion-mnist", "data": None, "task": "classification",
+              "kind": "image", "classes": list(range(10))}
+    xpnet.save(xpnet.MLP([784, 10], device="cpu", seed=0), path,
+               training_state=nest_states(run={"json": {"source": source}, "arrays": {}}))
+    picture = tmp_path / "shirt.png"
+    canvas = np.zeros((60, 60), dtype=np.uint8)
+    canvas[10:50, 15:45] = 255
+    Image.fromarray(canvas).save(picture)
+    result = predict([path, "--image", picture], tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = DATASETS["fashion-mnist"].classes
+    line = next(s for s in result.stdout.splitlines() if s.startswith("predicted class: "))
+    pred = int(line.split()[2])
+    assert line.startswith(f"predicted class: {pred} ({names[pred]})   probability ")
+    listed = [s for s in result.stdout.splitlines() if re.match(r"^  \d [^:]+: ", s)]
+    assert [s.split(":")[0].split(None, 1)[1].strip() for s in listed] == list(names)

@@ -478,8 +478,8 @@ def _open(path: Path):
         f = open_regular(path)
     except FileNotFoundError as exc:
         raise CheckpointError(
-            f"checkpoint {path} does not exist; check the path (save one with "
-            f"xpnet.checkpoint.save)."
+            f"checkpoint {path} does not exist; check the path (one is written by "
+            f"python -m xpnet.train --save PATH, or xpnet.save(net, PATH) in Python)."
         ) from exc
     except SpecialFileError as exc:
         raise CheckpointError(

@@ -182,17 +182,23 @@ def _shown(text: str) -> str:
                    if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
 
 
-def print_block(example: Example, proba: np.ndarray) -> None:
-    """One input at length: title, drawing, predicted digit, the ten probabilities (10,)."""
+def print_block(example: Example, proba: np.ndarray, names=None) -> None:
+    """One input at length: title, drawing, predicted digit, the ten probabilities (10,).
+    ``names``: the classes' display names of a Fashion-MNIST or KMNIST model (None: digits)."""
     pred = int(proba.argmax())
     title = _shown(example.title) + (f": {example.note}" if example.note else "")
     print(title)
     print(draw(example.image))
     truth = "" if example.label is None else f"   (true label {example.label})"
-    print(f"predicted digit: {pred}   probability {proba[pred]:.4f}{truth}")
+    if names is None:
+        print(f"predicted digit: {pred}   probability {proba[pred]:.4f}{truth}")
+    else:
+        print(f"predicted class: {pred} ({names[pred]})   probability {proba[pred]:.4f}{truth}")
+    width = max(map(len, names)) if names else 0
     for digit, p in enumerate(proba):
         bar = "#" * int(round(p * 40))
-        print(f"  {digit}: {p:7.4f} {bar}")
+        name = f" {names[digit]:<{width}}" if names else ""
+        print(f"  {digit}{name}: {p:7.4f} {bar}")
 
 
 def print_table(examples: list[Example], proba: np.ndarray) -> None:
@@ -236,6 +242,13 @@ def _load_model(path, device, table=False):
                       f"{net.n_outputs} {net.head.name} outputs); it needs 784 inputs and 10 "
                       f"softmax outputs")
     return net, state
+
+
+def _class_names(dataset):
+    """Display names of the classes of an IDX dataset other than MNIST (whose are its digits)."""
+    from .data import DATASETS
+
+    return None if dataset == "mnist" else list(DATASETS[dataset].classes)
 
 
 def _trained_on(state) -> str:
@@ -311,7 +324,7 @@ def _main(argv) -> int:
     examples = _examples(args)  # all read and checked before anything is printed
     proba = probabilities(net, scaler, np.stack([e.image for e in examples]))
     if len(examples) == 1:
-        print_block(examples[0], proba[0])
+        print_block(examples[0], proba[0], _class_names(args.dataset))
     else:
         print_table(examples, proba)
     return EXIT_OK
