@@ -204,9 +204,9 @@ def default_recipe() -> dict:
     hidden = [int(h) for h in hidden.split(",")] if isinstance(hidden, str) else list(hidden)
     optimizer = DEFAULTS["optimizer"]
     return {"layers": [784, *hidden, 10], "activation": DEFAULTS["activation"],
-            "init": DEFAULTS["init"], "optimizer": optimizer,
+            "init": image["init"], "optimizer": optimizer,
             "lr": image["lr"].get(optimizer, OPTIMIZERS[optimizer].default_lr),
-            "batch_size": DEFAULTS["batch_size"], "epochs": image["epochs"],
+            "batch_size": image["batch_size"], "epochs": image["epochs"],
             "schedule": image["schedule"], "dtype": "float32", "dev_fraction": 0.0,
             "inputs": "uint8 / 255 (the CLI's unit scaling of MNIST)", "source":
             "xpnet.train.RECIPES['image'] and DEFAULTS"}
