@@ -12,12 +12,12 @@ import gzip
 import hashlib
 import os
 import re
-import threading
 import unicodedata
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
+from local_http import local_server
 
 import xpnet.data.datasets as datasets_module
 from xpnet.data import (
@@ -252,17 +252,8 @@ def server(generated):
         flipped[len(data) // 2] ^= 0x01
         routes[f"/good/{name}"] = data
         routes[f"/bad/{name}"] = bytes(flipped)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.routes = routes
-    httpd.requests = []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with local_server(_Handler, routes) as httpd:
+        yield httpd
 
 
 @pytest.fixture

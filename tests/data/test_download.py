@@ -14,11 +14,12 @@ import socket
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
+from local_http import local_server
 
 import xpnet.data
 import xpnet.data.mnist as mnist
@@ -68,17 +69,8 @@ def server(real_files):
         routes[f"/bad/{name}"] = (len(data), bytes(flipped))
         routes[f"/short/{name}"] = (len(half), half)
         routes[f"/cut/{name}"] = (len(data), half)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.routes = routes
-    httpd.requests = []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with local_server(_Handler, routes) as httpd:
+        yield httpd
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from local_http import local_server
 
 from xpnet.data import DownloadError, MnistDataError, load_dataset, load_mnist
 
@@ -39,16 +39,8 @@ class _NotFound(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
-    httpd.daemon_threads = True
-    httpd.requests = []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with local_server(_NotFound) as httpd:
+        yield httpd
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ it fails does a slower pass with the ``csv`` module find the exact row and colum
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import io
@@ -168,14 +169,11 @@ def check_features(table: Table, expected: Sequence[str]) -> Table:
 
 
 # ----------------------------------------------------------------------------------- reading
-def _read_bytes(path: Path, limit: int) -> bytearray:
+@contextlib.contextmanager
+def _reading(path: Path):
+    """OS errors while opening or reading ``path`` as one-sentence :class:`DataError`s."""
     try:
-        return read_capped(path, limit)
-    except FileTooLargeError as exc:
-        raise DataError(
-            f"{path} holds {exc.size_text} bytes, more than the {limit} read from a table; "
-            f"use a smaller file (or a sample of its rows)"
-        ) from exc
+        yield
     except SpecialFileError as exc:
         raise DataError(f"{path} is {exc.kind}, not a regular file; give the path of a .csv "
                         f"or .npz file") from exc
@@ -184,6 +182,17 @@ def _read_bytes(path: Path, limit: int) -> bytearray:
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}); check the path and its "
                         f"permissions") from exc
+
+
+def _read_bytes(path: Path, limit: int) -> bytearray:
+    with _reading(path):
+        try:
+            return read_capped(path, limit)
+        except FileTooLargeError as exc:
+            raise DataError(
+                f"{path} holds {exc.size_text} bytes, more than the {limit} read from a table; "
+                f"use a smaller file (or a sample of its rows)"
+            ) from exc
 
 
 def _names(names: Sequence[str], shown: int = _SHOWN) -> str:
@@ -415,16 +424,8 @@ _X_KINDS, _Y_KINDS = "biuf", "biufUS"
 
 
 def _read_npz(path: Path, target: str | None, require_target: bool, limit: int) -> Table:
-    try:
+    with _reading(path):
         f = open_regular(path)
-    except SpecialFileError as exc:
-        raise DataError(f"{path} is {exc.kind}, not a regular file; give the path of a .csv "
-                        f"or .npz file") from exc
-    except FileNotFoundError as exc:
-        raise DataError(f"{path} does not exist; check the path") from exc
-    except OSError as exc:
-        raise DataError(f"cannot read {path} ({exc.strerror or exc}); check the path and its "
-                        f"permissions") from exc
     with f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
