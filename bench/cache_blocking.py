@@ -21,7 +21,6 @@ written to ``bench/results/cache-blocking-<machine>-<date>-<commit>.json`` (neve
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -32,16 +31,11 @@ import numpy as np
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, BENCH_DIR)
+from conftest_loader import bench_conftest  # noqa: E402
+
 sys.path.insert(0, ROOT)
 SIZES = [784, 256, 128, 64, 10]
-
-
-def _bench_conftest():
-    spec = importlib.util.spec_from_file_location("xpnet_bench_conftest",
-                                                  os.path.join(BENCH_DIR, "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_flops(m):
@@ -127,7 +121,7 @@ def main(argv=None):
         print(f"  {name:12s} {med[name] * 1e3:8.1f} ms  {rate / 1e9:6.1f} GFLOP/s  "
               f"{rows[name]['pct_gemm']:5.1f}% of sgemm  {rows[name]['vs_full']:.2f}x full"
               f"{err}")
-    conf = _bench_conftest()
+    conf = bench_conftest()
     out = conf.result_path("cache-blocking-")
     with open(out, "w") as f:
         json.dump({"machine": conf.machine_description(), "rows": m, "sizes": SIZES,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import statistics
@@ -40,14 +39,8 @@ import numpy as np
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
-
-
-def _bench_conftest():
-    spec = importlib.util.spec_from_file_location("xpnet_bench_conftest",
-                                                  os.path.join(BENCH_DIR, "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, BENCH_DIR)
+from conftest_loader import bench_conftest  # noqa: E402
 
 
 def _datasets():
@@ -116,7 +109,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args(argv)
-    conf = _bench_conftest()
+    conf = bench_conftest()
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for name, (bunch, task) in _datasets().items():

@@ -29,6 +29,9 @@ import sys
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, BENCH_DIR)
+from conftest_loader import bench_conftest  # noqa: E402
+
 RESULTS = os.path.join(BENCH_DIR, "results")
 
 BACKEND_ORDER = ["xpnet-numpy", "torch-cpu", "xpnet-cupy", "torch-cuda",
@@ -43,15 +46,6 @@ PYTEST_OPTIONS = [
     "-p", "no:cacheprovider",
     "-q",
 ]
-
-
-def _conftest():
-    """bench/conftest.py as a module (machine description helpers)."""
-    spec = importlib.util.spec_from_file_location("xpnet_bench_conftest",
-                                                  os.path.join(BENCH_DIR, "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _workload_rank(name):
@@ -140,7 +134,7 @@ def print_report(path, description=None):
         description = data.get("machine_info", {}).get("xpnet_bench")
     print()
     if description:
-        print(_conftest().format_description(description))
+        print(bench_conftest().format_description(description))
         print()
     print(format_table(rows))
     print()
@@ -169,7 +163,7 @@ def main(argv=None):
     if args.table:
         print_report(args.table)
         return 0
-    conf = _conftest()
+    conf = bench_conftest()
     description = conf.machine_description()
     path = conf.free_path(args.output) if args.output else conf.result_path(
         slug=description["slug"], directory=RESULTS)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib.util
 import json
 import os
 import statistics
@@ -47,6 +46,7 @@ import numpy as np
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
+from conftest_loader import bench_conftest  # noqa: E402
 from time_to_accuracy import FILES, _read, data_dir_candidates  # noqa: E402
 
 
@@ -117,15 +117,6 @@ def _git_short_sha():
         return "nogit"
 
 
-def _bench_conftest():
-    """bench/conftest.py: the machine description and the never-overwrite file naming."""
-    spec = importlib.util.spec_from_file_location("xpnet_bench_conftest",
-                                                  os.path.join(BENCH_DIR, "conftest.py"))
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
-    return conf
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 128],
@@ -189,7 +180,7 @@ def main(argv=None):
               f" (per round: {', '.join(f'{x:.2f}' for x in ratios)}); process CPU time "
               f"sklearn / xpnet {summary['timing_cpu_ratio_sklearn_over_xpnet_median']:.2f}x")
 
-    conf = _bench_conftest()
+    conf = bench_conftest()
     machine = conf.machine_description()
     path = args.output or os.path.join(
         BENCH_DIR, "results", f"sklearn-compare-{machine['slug']}-"

@@ -76,7 +76,6 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -90,6 +89,9 @@ from xpnet.optimizers import OPTIMIZERS, optimizer_options
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, BENCH_DIR)
+from conftest_loader import bench_conftest  # noqa: E402
+
 SIZES = [784, 256, 128, 64, 10]
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
@@ -697,10 +699,7 @@ def main(argv=None):
             print(f"PyTorch runs skipped: {ctx.torch_skip}", flush=True)
     body = (default_mode if args.recipe == "default" else flags_mode)(args, ctx, threads)
 
-    spec = importlib.util.spec_from_file_location("xpnet_bench_conftest",
-                                                  os.path.join(BENCH_DIR, "conftest.py"))
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
+    conf = bench_conftest()
     machine = conf.machine_description()
     path = conf.free_path(args.output) if args.output else conf.result_path(
         "time_to_accuracy-", machine["slug"], os.path.join(BENCH_DIR, "results"))
