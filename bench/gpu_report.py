@@ -118,7 +118,9 @@ def environment() -> tuple[dict, str]:
     import xpnet
 
     now = dt.datetime.now(dt.timezone.utc)
-    commit = _run(["git", "rev-parse", "HEAD"])
+    # A copy of the tree without .git (a lent GPU machine gets one) names its commit in
+    # XPNET_GIT_COMMIT; otherwise git is asked.
+    commit = os.environ.get("XPNET_GIT_COMMIT") or _run(["git", "rev-parse", "HEAD"])
     dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"])
     if dirty and not dirty.startswith("unavailable"):
         commit += " (working tree has uncommitted changes)"
