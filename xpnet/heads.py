@@ -118,16 +118,19 @@ class SoftmaxCrossEntropy(Head):
         return yd.astype(xp.int64, copy=False)
 
     def loss_and_grad(self, Z, y, out=None):
+        # The label positions are a 0/1 mask (m, k) compared from y, not fancy indexing: on a
+        # GPU, gathering and scattering at (i, y_i) costs several kernels each, the mask one
+        # elementwise pass. picked_i = sum_j mask_ij shifted_ij is exact (one nonzero term).
         xp = self.xp
-        m = Z.shape[0]
-        rows = xp.arange(m)
+        m, k = Z.shape
+        onehot = xp.equal(xp.arange(k), y[:, None])
         shifted = xp.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
-        picked = shifted[rows, y]  # z_{i,y_i} - max_i, gathered before exp overwrites it
+        picked = (shifted * onehot).sum(axis=1)  # z_{i,y_i} - max_i, before exp overwrites it
         xp.exp(shifted, out=shifted)
-        sums = shifted.sum(axis=1)
-        loss = (xp.log(sums) - picked).mean()
-        shifted /= sums[:, None]
-        shifted[rows, y] -= 1
+        sums = shifted.sum(axis=1, keepdims=True)
+        loss = (xp.log(sums[:, 0]) - picked).mean()
+        shifted /= sums
+        shifted -= onehot
         shifted /= m
         return loss, shifted
 
