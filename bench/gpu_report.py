@@ -12,6 +12,8 @@ step         what                                                         expect
 ===========  ===========================================================  ==========  =========
 parity       ``pytest -m gpu tests/gpu -v -rs``: CuPy vs NumPy parity,     1-2 min     5 min
              the worst error per check, transfers, checkpoints
+profile      ``bench/gpu_profile.py``: each piece of the full-batch and     ~1 min      2 min
+             batch-128 steps timed alone; eager vs CUDA-graph steps
 bench        ``bench/run.py -k "cupy or cuda"``: the xpnet-cupy and        3-5 min     7 min
              torch-cuda rows (torch-cuda when this PyTorch has CUDA) with
              their GEMM rooflines, JSON + table
@@ -52,10 +54,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PROG = "gpu_report"
-STEPS = ("parity", "bench", "tta", "memory", "tf32")
-LIMITS = {"parity": 300, "bench": 420, "tta": 240, "memory": 60, "tf32": 300}  # seconds
-FILE_NAMES = {"parity": "parity", "bench": "bench", "tta": "time-to-accuracy",
-              "memory": "memory", "tf32": "tf32"}
+STEPS = ("parity", "profile", "bench", "tta", "memory", "tf32")
+LIMITS = {"parity": 300, "profile": 120, "bench": 420, "tta": 240, "memory": 60,
+          "tf32": 300}  # seconds
+FILE_NAMES = {"parity": "parity", "profile": "profile", "bench": "bench",
+              "tta": "time-to-accuracy", "memory": "memory", "tf32": "tf32"}
 NEEDS_MNIST = ("tta", "tf32")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
@@ -168,6 +171,9 @@ def step_commands(step, stem, data_dir, torch_cuda) -> tuple[list, dict, list]:
     if step == "parity":
         return [py, "-m", "pytest", "-m", "gpu", "tests/gpu", "-v", "-rs",
                 "-p", "no:cacheprovider"], {}, []
+    if step == "profile":
+        out = f"{stem}-{FILE_NAMES[step]}.json"
+        return [py, "bench/gpu_profile.py", "--output", out], {}, [out]
     if step == "bench":
         out = f"{stem}-{FILE_NAMES[step]}.json"
         # The interleaved A/B check stays on: the GPU targets' verdicts come only from it.

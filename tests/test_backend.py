@@ -472,3 +472,129 @@ def test_make_installs_the_chosen_extra_and_again_when_it_changes(tmp_path):
     os.utime(work / "pyproject.toml", (later, later))
     calls, _ = run(".venv/.stamp-test", SMI_CUDA_13_0, TORCH="")
     assert calls == ["-m pip install -e .[test,train,lint,cuda13]"]
+
+
+# ------------------------------------------------------------------ CUDA-graph steps
+class _FakeCuda:
+    """Just enough of ``cupy.cuda`` for ``Device.step_graph``'s bookkeeping: a capture runs
+    nothing (as CUDA's does) but notes what the body launched; ``launch`` replays it."""
+
+    def __init__(self, fail_capture=False):
+        self.capturing, self.fail_capture, self.recorded, self.log = False, fail_capture, [], []
+        fake = self
+
+        class Graph:
+            def __init__(self, calls):
+                self.calls = calls
+
+            def launch(self, stream=None):
+                fake.log.append("launch")
+                for call in self.calls:
+                    call()
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def begin_capture(self):
+                fake.capturing, fake.recorded = True, []
+
+            def end_capture(self):
+                fake.capturing = False
+                if fake.fail_capture:
+                    raise RuntimeError("cudaErrorStreamCaptureInvalidated")
+                return Graph(fake.recorded)
+
+        class MemoryPool:
+            def malloc(self, size):
+                return None
+
+        self.Stream, self.MemoryPool, self.Graph = Stream, MemoryPool, Graph
+
+    def using_allocator(self, allocator=None):
+        import contextlib  # noqa: PLC0415
+
+        return contextlib.nullcontext()
+
+    def Device(self, index):  # noqa: N802  (cupy's name)
+        import contextlib  # noqa: PLC0415
+
+        return contextlib.nullcontext()
+
+
+def _fake_gpu(fail_capture=False):
+    import types  # noqa: PLC0415
+
+    from xpnet.backend import Device  # noqa: PLC0415
+
+    cuda = _FakeCuda(fail_capture)
+    return Device("cuda:0", types.SimpleNamespace(cuda=cuda), _index=0), cuda
+
+
+def _counting_body(cuda, state):
+    def kernel():
+        state["steps"] += 1
+
+    def body():
+        if cuda.capturing:
+            cuda.recorded.append(kernel)  # recorded, not run
+        else:
+            kernel()
+    return body
+
+
+def test_step_graph_runs_eagerly_once_then_records_once_then_only_launches():
+    device, cuda = _fake_gpu()
+    assert device.supports_graphs
+    state = {"steps": 0}
+    step = device.step_graph(_counting_body(cuda, state))
+    for expected in range(1, 6):
+        step()
+        assert state["steps"] == expected  # every call is exactly one step, recording included
+    assert (step.calls, step.launches, step.failure) == (5, 4, "")
+    assert cuda.log == ["launch"] * 4
+
+
+def test_a_failed_recording_warns_once_and_steps_eagerly_from_then_on():
+    device, cuda = _fake_gpu(fail_capture=True)
+    state = {"steps": 0}
+    step = device.step_graph(_counting_body(cuda, state))
+    step()
+    with pytest.warns(RuntimeWarning, match=r"recording the training step as a CUDA graph "
+                                            r"failed \(RuntimeError: cudaErrorStream"):
+        step()
+    assert state["steps"] == 2  # the failed recording's step still happened, eagerly
+    step()
+    assert (state["steps"], step.launches, cuda.log) == (3, 0, [])
+
+
+def test_a_body_that_fails_while_recording_falls_back_without_losing_the_step():
+    device, cuda = _fake_gpu()
+    state = {"steps": 0}
+    inner = _counting_body(cuda, state)
+
+    def body():
+        if cuda.capturing:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        inner()
+
+    step = device.step_graph(body)
+    step()
+    with pytest.warns(RuntimeWarning, match="operation not permitted when stream is capturing"):
+        step()
+    assert state["steps"] == 2 and step.launches == 0 and not cuda.capturing
+
+
+def test_step_graph_is_the_body_itself_where_graphs_cannot_be_recorded():
+    from xpnet import get_device  # noqa: PLC0415
+
+    def body():
+        pass
+
+    assert get_device("cpu").step_graph(body) is body

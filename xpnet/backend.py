@@ -153,6 +153,85 @@ class Device:
         if self.is_gpu:
             self.xp.get_default_memory_pool().free_all_blocks()
 
+    @property
+    def supports_graphs(self) -> bool:
+        """Whether :meth:`step_graph` records CUDA graphs here (real CuPy on a CUDA GPU)."""
+        stream = getattr(getattr(self.xp, "cuda", None), "Stream", None)
+        return self.is_gpu and hasattr(stream, "begin_capture") \
+            and hasattr(getattr(self.xp.cuda, "MemoryPool", None), "malloc")
+
+    def step_graph(self, body):
+        """A callable that does what ``body()`` does, replayed from a CUDA graph where it can.
+
+        On a CUDA GPU its first call runs ``body()`` eagerly (compiling every kernel), the
+        second records ``body()`` into a CUDA graph and launches it, and every later call only
+        launches the graph: one launch instead of one per kernel. A graph repeats the recorded
+        kernels with the same arguments, so ``body`` must keep everything that changes between
+        calls in device arrays it reads (not in Python scalars), write only into arrays that
+        outlive it, and never synchronise with the host. Its temporaries come from a memory
+        pool private to the graph, which reuses their addresses on every launch. Where a graph
+        cannot be recorded (the CPU, or a failed capture, which warns once), ``body()`` runs
+        eagerly on every call.
+        """
+        return _StepGraph(self, body) if self.supports_graphs else body
+
+
+class _StepGraph:
+    """See :meth:`Device.step_graph`. ``launches`` counts graph launches, ``failure`` says why
+    the capture failed (empty while it has not)."""
+
+    def __init__(self, device: Device, body):
+        cp = device.xp
+        self._device, self._body = device, body
+        with device.activate():
+            self._pool = cp.cuda.MemoryPool()  # the graph's temporaries, and nothing else
+            self._stream = cp.cuda.Stream(non_blocking=True)  # the default stream can't record
+        self._graph = None
+        self.calls = self.launches = 0
+        self.failure = ""
+
+    def __call__(self):
+        cp = self._device.xp
+        self.calls += 1
+        if self._graph is not None:
+            self._graph.launch()  # on the current stream, in order with the eager work
+            self.launches += 1
+            return
+        with cp.cuda.using_allocator(self._pool.malloc):
+            if self.calls == 1 or self.failure:
+                self._body()
+                return
+            graph = self._record()
+        if graph is None:  # recording failed; this call's step has not happened yet
+            with cp.cuda.using_allocator(self._pool.malloc):
+                self._body()
+            return
+        self._graph = graph
+        self._graph.launch()
+        self.launches += 1
+
+    def _record(self):
+        """The graph of one ``body()`` (recorded, not run), or None after a failure."""
+        import warnings  # noqa: PLC0415
+
+        stream = self._stream
+        with stream:
+            stream.begin_capture()
+            try:
+                self._body()
+            except Exception as exc:  # noqa: BLE001  (any failure: fall back, never lose a step)
+                self.failure = f"{type(exc).__name__}: {exc}"
+            try:
+                graph = stream.end_capture()
+            except Exception as exc:  # noqa: BLE001
+                self.failure = self.failure or f"{type(exc).__name__}: {exc}"
+        if self.failure:
+            warnings.warn(f"xpnet: recording the training step as a CUDA graph failed "
+                          f"({self.failure}); training goes on without it, one kernel launch "
+                          f"at a time", RuntimeWarning, stacklevel=3)
+            return None
+        return graph
+
 
 class _NullContext:
     def __enter__(self):
