@@ -1,6 +1,5 @@
-"""Where a training step's time goes on the device: each piece timed alone, the old and new
-forms of the pieces that changed side by side, and the eager mini-batch step against the
-CUDA-graph step.
+"""Where a training step's time goes on the device: each piece timed alone, with the old and
+new forms of the pieces that changed side by side.
 
     python bench/gpu_profile.py [--device cuda] [--output FILE.json]
 
@@ -12,10 +11,15 @@ fixed seed; no MNIST needed):
   replaced), the backward pass, and per Linear layer each product, the bias add, the ReLU
   forward and backward, and the bias gradient both as ``dy.sum(axis=0)`` (before) and as
   ``1^T dy`` through BLAS (now);
-* batch 128: ``forward_backward``, the Adam step, the batch gather, the whole eager step, and
-  one device-driven step replayed as a CUDA graph (``xpnet/device_loop.py``), whose results are
-  checked against the eager step's;
-* one epoch of ``Trainer.fit`` (batch 128, Adam) with ``cuda_graphs=False`` and ``"auto"``.
+* batch 128: ``forward_backward``, the Adam step, the batch gather, the whole step, and one
+  epoch of ``Trainer.fit`` (Adam).
+
+A batch-128 step is about 70 small kernels, and on a GPU their launches from Python cost far more
+than their arithmetic. Recording the step as a CUDA graph would remove that, but CuPy (14.2)
+refuses any cuBLAS call while a stream is being captured ("calling cuBLAS API during stream
+capture is currently unsupported"), and every layer's products go through cuBLAS: measured on an
+H200 on 2026-11-26 (``bench/results/h200-2026-11-26-60b79b1-profile.txt``), so xpnet does not record
+graphs.
 
 Each figure is the median over 3 rounds of the mean time per call of a loop that runs about
 0.2 s, synchronised before the clock is read, so a figure is the cost of back-to-back calls:
@@ -37,8 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import xpnet  # noqa: E402
-from xpnet.device_loop import DeviceSteps  # noqa: E402
-from xpnet.optimizers import Schedule, make_optimizer  # noqa: E402
+from xpnet.optimizers import make_optimizer  # noqa: E402
 
 SIZES = [784, 256, 128, 64, 10]
 
@@ -105,38 +108,47 @@ def full_batch(dev, rows) -> dict:
     out["forward + head + backward (by parts)"] = timed(dev, backward)
     gemm = 0.0
     for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        x = dev.send(rng.random((rows, n_in), dtype=np.float32))
-        W = dev.send(rng.standard_normal((n_out, n_in)).astype(np.float32))
-        b = dev.send(rng.standard_normal(n_out).astype(np.float32))
-        dy = dev.send(rng.standard_normal((rows, n_out)).astype(np.float32))
-        ybuf, dW, db, dx = (xp.empty((rows, n_out), xp.float32), xp.empty_like(W),
-                            xp.empty_like(b), xp.empty((rows, n_in), xp.float32))
-        ones = xp.ones(rows, dtype=xp.float32)
-        mask = xp.empty((rows, n_out), dtype=bool)
-        name = f"layer {i} ({n_in}->{n_out})"
-        parts = {
-            "x W^T": lambda: xp.matmul(x, W.T, out=ybuf),
-            "+ b": lambda: xp.add(ybuf, b, out=ybuf),
-            "dW = dy^T x": lambda: xp.matmul(dy.T, x, out=dW),
-            "db = dy.sum(axis=0) (before)": lambda: dy.sum(axis=0, out=db),
-            "db = 1^T dy (now)": lambda: xp.matmul(ones, dy, out=db),
-        }
-        if i > 0:
-            parts["dx = dy W"] = lambda: xp.matmul(dy, W, out=dx)
-        if i < len(SIZES) - 2:
-            parts["relu forward"] = lambda: xp.maximum(ybuf, 0, out=ybuf)
-            parts["relu backward"] = lambda: xp.multiply(
-                dy, xp.greater(ybuf, 0, out=mask), out=dy)
-        for label, fn in parts.items():
-            out[f"{name}: {label}"] = t = timed(dev, fn)
-            if label in ("x W^T", "dW = dy^T x", "dx = dy W"):
-                gemm += t
-        before = dy.astype(xp.float64).sum(axis=0)
-        out[f"{name}: db max |error| sum/gemv vs float64"] = [
-            float(xp.abs(dy.sum(axis=0) - before).max()),
-            float(xp.abs(xp.matmul(ones, dy) - before).max())]
+        gemm += one_layer(dev, rng, rows, i, n_in, n_out, out)
     out["GEMM floor (the products above)"] = gemm
     return out
+
+
+def one_layer(dev, rng, rows, i, n_in, n_out, out) -> float:
+    """Time each piece of Linear layer ``i`` (and its ReLU) at ``rows`` rows into ``out``;
+    returns the seconds of its matrix products."""
+    xp = dev.xp
+    gemm = 0.0
+    x = dev.send(rng.random((rows, n_in), dtype=np.float32))
+    W = dev.send(rng.standard_normal((n_out, n_in)).astype(np.float32))
+    b = dev.send(rng.standard_normal(n_out).astype(np.float32))
+    dy = dev.send(rng.standard_normal((rows, n_out)).astype(np.float32))
+    ybuf, dW, db, dx = (xp.empty((rows, n_out), xp.float32), xp.empty_like(W),
+                        xp.empty_like(b), xp.empty((rows, n_in), xp.float32))
+    ones = xp.ones(rows, dtype=xp.float32)
+    mask = xp.empty((rows, n_out), dtype=bool)
+    name = f"layer {i} ({n_in}->{n_out})"
+    parts = {
+        "x W^T": lambda: xp.matmul(x, W.T, out=ybuf),
+        "+ b": lambda: xp.add(ybuf, b, out=ybuf),
+        "dW = dy^T x": lambda: xp.matmul(dy.T, x, out=dW),
+        "db = dy.sum(axis=0) (before)": lambda: dy.sum(axis=0, out=db),
+        "db = 1^T dy (now)": lambda: xp.matmul(ones, dy, out=db),
+    }
+    if i > 0:
+        parts["dx = dy W"] = lambda: xp.matmul(dy, W, out=dx)
+    if i < len(SIZES) - 2:
+        parts["relu forward"] = lambda: xp.maximum(ybuf, 0, out=ybuf)
+        parts["relu backward"] = lambda: xp.multiply(
+            dy, xp.greater(ybuf, 0, out=mask), out=dy)
+    for label, fn in parts.items():
+        out[f"{name}: {label}"] = t = timed(dev, fn)
+        if label in ("x W^T", "dW = dy^T x", "dx = dy W"):
+            gemm += t
+    before = dy.astype(xp.float64).sum(axis=0)
+    out[f"{name}: db max |error| sum/gemv vs float64"] = [
+        float(xp.abs(dy.sum(axis=0) - before).max()),
+        float(xp.abs(xp.matmul(ones, dy) - before).max())]
+    return gemm
 
 
 def mini_batch(dev, rows, batch) -> dict:
@@ -161,42 +173,10 @@ def mini_batch(dev, rows, batch) -> dict:
            "gather X and y rows": timed(dev, lambda: (dev.take_rows(X, idx, Xb),
                                                       dev.take_rows(y, idx, yb))),
            "eager step (gather + forward_backward + loss sum + adam)": timed(dev, eager)}
-    steps = rows // batch
-    schedule = Schedule("cosine", 4e-3, total_steps=steps)
-    perm = dev.send(rng.permutation(rows))
-
-    def driven_epoch(record_graph):
-        """Per-step seconds of one epoch's device-driven steps, and the final parameters."""
-        net_d = xpnet.MLP(SIZES, device=dev, seed=0)
-        opt_d = make_optimizer("adam", net_d, 4e-3)
-        ls, cc = xp.zeros((), xp.float64), xp.zeros((), xp.int64)
-        driven = DeviceSteps(net_d, opt_d, X, y, (xp.empty_like(Xb), xp.empty_like(yb)),
-                             steps, ls, cc, record_graph=record_graph)
-        seconds = []
-        for _ in range(3):  # the first epoch compiles and records; the medians use all three
-            driven.start_epoch(perm, schedule, 0, 0)
-            dev.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                driven.step()
-            dev.synchronize()
-            seconds.append((time.perf_counter() - t0) / steps)
-        return statistics.median(seconds[1:]), dev.to_numpy(net_d.flat.data), driven
-
-    t_eager, p_eager, _ = driven_epoch(False)
-    t_graph, p_graph, graphed = driven_epoch(True)
-    out["device-driven step, eager"] = t_eager
-    out["device-driven step, CUDA graph"] = t_graph
-    out["CUDA graph: launches, failure"] = [getattr(graphed.step, "launches", 0),
-                                            getattr(graphed.step, "failure", "no graphs here")]
-    out["CUDA graph vs eager: max |params difference| after 3 epochs"] = float(
-        np.abs(p_graph - p_eager).max())
-    for graphs in (False, "auto"):
-        net_t = xpnet.MLP(SIZES, device=dev, seed=0)
-        trainer = xpnet.Trainer(net_t, optimizer="adam", lr=4e-3, epochs=2, batch_size=batch,
-                                seed=0, cuda_graphs=graphs)
-        history = trainer.fit(X, y)
-        out[f"Trainer.fit epoch 2 seconds, cuda_graphs={graphs!r}"] = history.seconds[-1]
+    net_t = xpnet.MLP(SIZES, device=dev, seed=0)
+    history = xpnet.Trainer(net_t, optimizer="adam", lr=4e-3, epochs=2, batch_size=batch,
+                            seed=0).fit(X, y)
+    out["Trainer.fit epoch 2 seconds"] = history.seconds[-1]
     return out
 
 

@@ -12,8 +12,8 @@ step         what                                                         expect
 ===========  ===========================================================  ==========  =========
 parity       ``pytest -m gpu tests/gpu -v -rs``: CuPy vs NumPy parity,     1-2 min     5 min
              the worst error per check, transfers, checkpoints
-profile      ``bench/gpu_profile.py``: each piece of the full-batch and     ~1 min      2 min
-             batch-128 steps timed alone; eager vs CUDA-graph steps
+profile      ``bench/gpu_profile.py``: each piece of the full-batch and     < 1 min     2 min
+             batch-128 steps timed alone
 bench        ``bench/run.py -k "cupy or cuda"``: the xpnet-cupy and        3-5 min     7 min
              torch-cuda rows (torch-cuda when this PyTorch has CUDA) with
              their GEMM rooflines, JSON + table
@@ -26,7 +26,8 @@ tf32         ``bench/gpu_tf32.py``: the default recipe with and without    2-3 m
 ===========  ===========================================================  ==========  =========
 
 Writes under ``bench/results/`` (or ``--results-dir``), every file named
-``<card>-<YYYY-MM-DD>-<what>`` (``<card>`` e.g. ``h100``) and headed by the environment (card,
+``<card>-<YYYY-MM-DD>-<commit>-<what>`` (``<card>`` e.g. ``h100``, ``<commit>`` the short git
+commit) and headed by the environment (card,
 NVIDIA driver, CUDA runtime and driver API, CuPy/NumPy/PyTorch/Python/xpnet versions, git
 commit): ``...-gpu-report.txt`` (the header, each step's status, time and key lines),
 ``...-parity.txt``, ``...-bench.json`` / ``-bench.txt``, ``...-time-to-accuracy.json`` /
@@ -255,7 +256,10 @@ def main(argv=None) -> int:
     header = "".join(f"{key:<20} {value}\n" for key, value in fields.items())
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    stem = results / f"{card}-{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}"
+    # The short commit keeps two reports of one day (before and after a change) apart.
+    short = fields["git commit"][:7]
+    tag = f"-{short}" if re.fullmatch(r"[0-9a-f]{7}", short) else ""
+    stem = results / f"{card}-{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}{tag}"
     report_path = Path(f"{stem}-gpu-report.txt")
     print(header, end="", flush=True)
 

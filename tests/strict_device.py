@@ -61,7 +61,6 @@ runs under CuPy 13 to write the fixture; it needs nothing but NumPy and the give
 from __future__ import annotations
 
 import collections
-import contextlib
 import inspect
 import json
 import numbers
@@ -1041,9 +1040,6 @@ xp._overrides.update({
         "Stream": _Stream,
         "MemoryPool": _MemoryPool,
         "get_current_stream": (lambda device_id=-1: _STREAM, False),
-        # Only entered around CUDA-graph steps, which the stand-in never records (its Stream
-        # has no begin_capture, so Device.supports_graphs is False): a no-op here.
-        "using_allocator": (lambda allocator=None: contextlib.nullcontext(), False),
         "get_device_id": (lambda: _CudaDevice().id, False),
         "is_available": (lambda: True, False),
         "runtime": _Namespace(f"{MODULE_NAME}.cuda.runtime", "cupy.cuda.runtime", {

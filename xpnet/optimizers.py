@@ -27,19 +27,12 @@ match ``torch.optim``); ``t`` counts steps, starting at 1 for the first:
                 momentum  > 0:  b = mu * b + g / d;   p -= lr * b
 
 ``gd`` and ``sgd`` are the same update; the name only says whether the trainer feeds it the full
-batch or mini-batches. ``lr`` is a plain attribute: the trainer assigns ``opt.lr = schedule(...)``
-before each step.
-
-A step is two halves: ``coefficients(t, lr)`` computes the step's scalars on the host (``-lr``,
-the bias corrections, the decay factor), and ``apply(coefficients)`` makes the whole-buffer
-passes with them. ``apply`` takes the scalars as given, host floats or 0-d device arrays, so
-the trainer's device-driven loop (a CUDA graph replayed every step) can feed them from a table
-on the device instead of baking one step's values into the graph.
+batch or mini-batches. Bias corrections and the decay factor are host scalars, computed once per
+step. ``lr`` is a plain attribute: the trainer assigns ``opt.lr = schedule(...)`` before each
+step.
 
 Adding an optimizer is one :class:`Optimizer` subclass (explicit keyword hyperparameters, each
-stored as the attribute of the same name, and ``coefficients`` plus ``apply``, or simply a
-``step``) plus one line in :data:`OPTIMIZERS`. One that overrides ``step`` still works
-everywhere; the trainer then runs it eagerly, without a CUDA graph.
+stored as the attribute of the same name, and a ``step``) plus one line in :data:`OPTIMIZERS`.
 """
 
 from __future__ import annotations
@@ -131,27 +124,10 @@ class Optimizer:
         self._scratch = self.params.zeros()
 
     def step(self) -> None:
-        """One update from ``params.grad``: ``t`` advances, then
-        ``apply(coefficients(t, lr))``."""
         self.t += 1
-        self.apply(self.coefficients(self.t, self.lr))
-
-    def coefficients(self, t, lr) -> tuple:
-        """The scalars of step ``t`` (1-based) at rate ``lr``, as host floats."""
-        return (-lr,)
-
-    def apply(self, coefficients) -> None:
-        """The update with this step's ``coefficients`` (host floats or 0-d device arrays)."""
-        (neg_lr,) = coefficients
         tmp = self._scratch
-        self.xp.multiply(self.params.grad, neg_lr, out=tmp)
+        self.xp.multiply(self.params.grad, -self.lr, out=tmp)
         self.params.data += tmp
-
-    @property
-    def device_drivable(self) -> bool:
-        """Whether a step is exactly ``apply(coefficients(t, lr))``, so the trainer may feed the
-        coefficients from the device (a class that overrides ``step`` runs eagerly)."""
-        return type(self).step is Optimizer.step
 
     def hyperparameters(self) -> dict:
         """``{"lr": lr, option: value, ...}``: the constructor's options, JSON-able."""
@@ -219,26 +195,26 @@ class Momentum(Optimizer):
         self.momentum = _check_unit("momentum", momentum)
         super().__init__(params, lr, **unknown)
 
-    def apply(self, coefficients) -> None:
-        (neg_lr,) = coefficients
+    def step(self) -> None:
+        self.t += 1
         g, v, tmp = self.params.grad, self.state["velocity"], self._scratch
         v *= self.momentum
         v += g
-        self.xp.multiply(v, neg_lr, out=tmp)
+        self.xp.multiply(v, -self.lr, out=tmp)
         self.params.data += tmp
 
 
 class Nesterov(Momentum):
     name = "nesterov"
 
-    def apply(self, coefficients) -> None:
-        (neg_lr,) = coefficients
+    def step(self) -> None:
+        self.t += 1
         g, v, tmp = self.params.grad, self.state["velocity"], self._scratch
         v *= self.momentum
         v += g
         self.xp.multiply(v, self.momentum, out=tmp)
         tmp += g
-        tmp *= neg_lr
+        tmp *= -self.lr
         self.params.data += tmp
 
 
@@ -256,18 +232,19 @@ class Adam(Optimizer):
         self.eps = _check_eps(eps)
         super().__init__(params, lr, **unknown)
 
-    def coefficients(self, t, lr) -> tuple:
-        """``(eps_term, scale)`` of step ``t``, so that the update is
-        ``p += scale * m / (sqrt(v) + eps_term)``. PyTorch's Adam adds ``eps`` to the
+    def _update_scalars(self):
+        """``(eps_term, scale)`` of this step, host scalars computed once per step, so that the
+        update is ``p += scale * m / (sqrt(v) + eps_term)``. PyTorch's Adam adds ``eps`` to the
         bias-corrected ``sqrt(v) * s`` (``s = 1 / sqrt(1 - b2^t)``); dividing through by ``s``
         gives ``eps_term = eps / s`` and ``scale = -lr / (1 - b1^t) / s``, one pass fewer than
         scaling ``sqrt(v)`` first."""
-        denom_scale = 1.0 / math.sqrt(1 - self.beta2**t)
-        step_size = -lr / (1 - self.beta1**t)
+        denom_scale = 1.0 / math.sqrt(1 - self.beta2**self.t)
+        step_size = -self.lr / (1 - self.beta1**self.t)
         return self.eps / denom_scale, step_size / denom_scale
 
-    def apply(self, coefficients) -> None:
-        eps_term, scale = coefficients[:2]
+    def step(self) -> None:
+        self.t += 1
+        eps_term, scale = self._update_scalars()
         # 12 whole-buffer in-place passes (ufuncs writing into ``tmp``, no temporaries).
         xp, g, tmp = self.xp, self.params.grad, self._scratch
         m, v = self.state["m"], self.state["v"]
@@ -320,14 +297,12 @@ class AdamW(Adam):
                 runs.append(s)
         return runs
 
-    def coefficients(self, t, lr) -> tuple:
-        """Adam's ``(eps_term, scale)`` and the decay factor ``1 - lr * weight_decay``."""
-        return (*super().coefficients(t, lr), 1.0 - lr * self.weight_decay)
-
-    def apply(self, coefficients) -> None:
-        for run in self._decay_runs:
-            run *= coefficients[2]
-        super().apply(coefficients)
+    def step(self) -> None:
+        if self._decay_runs:
+            factor = 1.0 - self.lr * self.weight_decay
+            for run in self._decay_runs:
+                run *= factor
+        super().step()
 
 
 class RMSprop(Optimizer):
@@ -347,8 +322,8 @@ class RMSprop(Optimizer):
             self.state_names = ("square_avg", "momentum_buffer")
         super().__init__(params, lr, **unknown)
 
-    def apply(self, coefficients) -> None:
-        (neg_lr,) = coefficients
+    def step(self) -> None:
+        self.t += 1
         xp, g, tmp = self.xp, self.params.grad, self._scratch
         sq = self.state["square_avg"]
         sq *= self.alpha
@@ -362,9 +337,9 @@ class RMSprop(Optimizer):
             buf = self.state["momentum_buffer"]
             buf *= self.momentum
             buf += tmp
-            xp.multiply(buf, neg_lr, out=tmp)
+            xp.multiply(buf, -self.lr, out=tmp)
         else:
-            tmp *= neg_lr
+            tmp *= -self.lr
         self.params.data += tmp
 
 

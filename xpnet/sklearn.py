@@ -100,8 +100,8 @@ class _SklearnAdam(Adam):
 
     name = "adam_sklearn"
 
-    def coefficients(self, t, lr) -> tuple:
-        return self.eps, -lr * math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
+    def _update_scalars(self):
+        return self.eps, -self.lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
 
 
 class _SklearnMomentum(Momentum):
@@ -117,11 +117,11 @@ class _SklearnMomentum(Momentum):
         self.nesterov = bool(nesterov)
         super().__init__(params, lr, momentum=momentum)
 
-    def apply(self, coefficients) -> None:
-        (neg_lr,) = coefficients
+    def step(self) -> None:
+        self.t += 1
         g, v, tmp = self.params.grad, self.state["velocity"], self._scratch
         v *= self.momentum
-        self.xp.multiply(g, neg_lr, out=tmp)
+        self.xp.multiply(g, -self.lr, out=tmp)
         v += tmp
         if self.nesterov:
             self.params.data += tmp

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import as_array, is_device_array
-from .device_loop import DeviceSteps, device_drivable
 from .distributed import DataParallel
 from .network import Sequential, check_seed
 from .optimizers import (
@@ -232,13 +231,6 @@ class Trainer:
             :mod:`xpnet.distributed`); rank 0's seed and starting state are used, and only rank
             0 shows the progress bar and the verbose lines. Every rank must call :meth:`fit`
             with the same data.
-        cuda_graphs: ``"auto"`` (the default): on a CUDA GPU, record each full-size
-            mini-batch step as a CUDA graph and replay it, one launch per step instead of one
-            per kernel (:mod:`xpnet.device_loop`; same arithmetic, same results), when the run
-            qualifies: mini-batches, no MPI, no active dropout, a built-in optimizer. ``False``:
-            launch kernel by kernel. ``True``: like ``"auto"``, and where no graph can be
-            recorded (the CPU) still drive the steps from the device tables, which is how the
-            tests prove that loop equals the eager one.
         **optimizer_options: passed to the optimizer's constructor as they are (e.g.
             ``momentum=0.8``, ``beta2=0.99``, ``weight_decay=0.05``). A keyword that neither
             the trainer nor the optimizer takes is an
@@ -250,8 +242,7 @@ class Trainer:
     def __init__(self, net: Sequential, optimizer="adam", lr=None, epochs=10, batch_size=None,
                  schedule="constant", step_size=None, gamma=0.1, patience=0, min_delta=0.0,
                  restore_best=None, seed=None, progress=False, callback=None,
-                 eval_batch_size=10000, comm=None, verbose=False, cuda_graphs="auto",
-                 **optimizer_options):
+                 eval_batch_size=10000, comm=None, verbose=False, **optimizer_options):
         _check_keywords("Trainer", optimizer_options, optimizer)
         self.net = net
         self.parallel = None if comm is None else DataParallel(comm, net)
@@ -278,10 +269,6 @@ class Trainer:
             raise ValueError(f"callback must be a function callback(trainer, record) or None; "
                              f"got {callback!r}")
         self.progress, self.callback = progress, callback
-        if not (isinstance(cuda_graphs, bool) or cuda_graphs == "auto"):
-            raise ValueError(f"cuda_graphs must be 'auto', True or False; got {cuda_graphs!r}")
-        self.cuda_graphs = cuda_graphs
-        self.device_steps = None  # the last run's DeviceSteps, when its steps were device-driven
         self._caller_fp = np.geterr()  # NumPy's error settings for the callback (see fit)
         self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
         self.optimizer = (optimizer(net, lr, **optimizer_options)
@@ -435,11 +422,6 @@ class Trainer:
                                  xp.empty((size,) + y.shape[1:], dtype=y.dtype))
         if dp is not None:
             dp.start(self, X, X_val)  # same data on every rank; rank 0's state everywhere
-        # Accumulators for the whole run (a CUDA graph keeps writing to the same arrays).
-        loss_sum = xp.zeros((), dtype=xp.float64)
-        correct = xp.zeros((), dtype=xp.int64)
-        driven = self.device_steps = self._device_steps(dev, X, y, bounds, batches, full_batch,
-                                                        loss_sum, correct)
         while self.epoch < self.epochs:
             e = self.epoch
             # One bar per epoch, closed (and cleared) before the epoch's line and callback.
@@ -447,14 +429,11 @@ class Trainer:
             with contextlib.nullcontext() if bar is None else bar:
                 t0 = time.perf_counter()
                 net.reseed_dropout(_epoch_seed(self.seed, e, 1))
-                loss_sum[...] = 0
-                correct[...] = 0
+                loss_sum = xp.zeros((), dtype=xp.float64)
+                correct = xp.zeros((), dtype=xp.int64)
                 if not full_batch:
                     perm = xp.argsort(dev.rng(_epoch_seed(self.seed, e, 0)).random(n))
-                first = 0  # the first batch the loop below runs eagerly
-                if driven is not None:
-                    first = self._driven_steps(driven, perm, schedule, e, bar)
-                for (start, stop), (lo, hi) in zip(bounds[first:], mine[first:]):
+                for (start, stop), (lo, hi) in zip(bounds, mine):
                     opt.lr = schedule(self.global_step, e)
                     if full_batch:
                         Xb, yb = (X, y) if dp is None else (X[lo:hi], y[lo:hi])
@@ -484,34 +463,6 @@ class Trainer:
         if has_val and self.restore_best and not hist.interrupted \
                 and hist.best_epoch is not None and hist.best_epoch != hist.epoch[-1]:
             self._restore_best()
-
-    def _device_steps(self, dev, X, y, bounds, batches, full_batch, loss_sum, correct):
-        """The run's :class:`~xpnet.device_loop.DeviceSteps`, or None to step eagerly."""
-        wanted = self.cuda_graphs is True or (self.cuda_graphs == "auto" and dev.supports_graphs)
-        bs = bounds[0][1] - bounds[0][0]
-        steps = sum(1 for lo, hi in bounds if hi - lo == bs)
-        if not wanted or full_batch or self.parallel is not None \
-                or not device_drivable(self.net, self.optimizer):
-            return None
-        return DeviceSteps(self.net, self.optimizer, X, y, batches[bs], steps, loss_sum, correct)
-
-    def _driven_steps(self, driven, perm, schedule, e, bar) -> int:
-        """The epoch's full-size batches through ``driven``; returns how many ran. ``t``,
-        ``global_step`` and ``lr`` end as the eager loop leaves them, also after an interrupt."""
-        opt = self.optimizer
-        driven.start_epoch(perm, schedule, self.global_step, e)
-        done = 0
-        try:
-            for done in range(1, driven.steps + 1):
-                driven.step()
-                if bar is not None:
-                    bar.update(driven.batch_size)
-        finally:
-            opt.t += done
-            self.global_step += done
-            if done:
-                opt.lr = schedule(self.global_step - 1, e)
-        return done
 
     def _min_batch(self, bs, n) -> int:
         """The fewest samples a training batch may hold (2 with batch norm); raise when even a

@@ -79,41 +79,6 @@ def test_minibatch_adam_fit_completes(data_on, gpu_device):
     assert math.isfinite(loss) and 0.0 <= acc <= 1.0
 
 
-# ------------------------------------------------------------ CUDA-graph steps
-@pytest.mark.parametrize("optimizer,lr,batch_norm", [("adam", 1e-2, False),
-                                                     ("momentum", 0.05, True)])
-def test_graph_replayed_steps_match_eager_steps(optimizer, lr, batch_norm, parity, gpu_device):
-    """On CUDA, ``cuda_graphs="auto"`` records one step as a CUDA graph and replays it for every
-    full-size batch; the result must be the eager loop's (same kernels, same arguments: expected
-    bit-identical, checked at the float32 tolerance). On the stand-in, which records no graph,
-    ``True`` drives the same device tables eagerly."""
-    X, y = problem(1000, 20, 5, seed=40)  # batches of 64: 15 full ones and one of 40 per epoch
-    X_val, y_val = problem(200, 20, 5, seed=41)
-    cuda = gpu_device.supports_graphs
-    runs = []
-    for graphs in ("auto" if cuda else True, False):
-        net = xpnet.MLP([20, 32, 16, 5], device=gpu_device, seed=42, batch_norm=batch_norm,
-                        l2=1e-4)
-        trainer = xpnet.Trainer(net, optimizer=optimizer, lr=lr, epochs=3, batch_size=64,
-                                schedule="cosine", seed=43, cuda_graphs=graphs)
-        history = trainer.fit(X.astype(np.float32), y, X_val.astype(np.float32), y_val)
-        runs.append((trainer, history))
-    (graphed, hg), (eager, he) = runs
-    steps = graphed.device_steps
-    assert steps is not None and eager.device_steps is None
-    if cuda:  # call 1 eager (compiles), call 2 records and launches, then launches only
-        assert steps.step.failure == ""
-        assert (steps.step.calls, steps.step.launches) == (3 * 15, 3 * 15 - 1)
-    where = f"{optimizer}{' bn' if batch_norm else ''}"
-    for i, (a, b) in enumerate(zip(graphed.net.parameters() + graphed.net.buffers(),
-                                   eager.net.parameters() + eager.net.buffers())):
-        parity.check("graph-replayed vs eager steps: params", a, b, "float32",
-                     where=f"{where} array {i}")
-    parity.check("graph-replayed vs eager steps: history", np.array(hg.loss + hg.val_loss),
-                 np.array(he.loss + he.val_loss), "float32", where=where)
-    assert (graphed.optimizer.t, graphed.global_step) == (eager.optimizer.t, eager.global_step)
-
-
 # ------------------------------------------------------- no transfers in the step loop
 @pytest.mark.parametrize("batch_size", [32, None], ids=["minibatch", "fullbatch"])
 def test_step_loop_makes_no_transfers_gpu(monkeypatch, batch_size, gpu_device):
