@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from gradcheck import make_masks, make_problem, rel_error, to_host
 
+import xpnet
 from xpnet import MLP, Sequential
 from xpnet.layers import GELU, BatchNorm1d, Dropout, Linear, ReLU, SiLU, Tanh
 
@@ -798,3 +799,40 @@ def test_sequential_with_gelu_and_silu_trains_and_round_trips(tmp_path, rng):
         resume=checkpoint.sub_state(state, "trainer"))
     for name, a in net.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[name], a)
+
+
+# ------------------------------------------------------------------ pickling
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_networks_pickle_and_deepcopy_with_their_state(dtype):
+    import copy  # noqa: PLC0415
+    import pickle  # noqa: PLC0415
+
+    from xpnet.layers import GELU, Linear  # noqa: PLC0415
+
+    X = np.random.default_rng(0).standard_normal((20, 6))
+    mlp = xpnet.MLP([6, 8, 3], dtype=dtype, seed=0, batch_norm=True, dropout=0.1)
+    xpnet.fit(mlp, X, np.arange(20) % 3, epochs=2, batch_size=8, optimizer="adam", seed=1)
+    seq = xpnet.Sequential([Linear(6, 5), GELU(), Linear(5, 2)], head="identity", dtype=dtype,
+                           seed=2)
+    for net in (mlp, seq):
+        for clone in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+            assert type(clone) is type(net) and clone.config() == net.config()
+            np.testing.assert_array_equal(clone.predict_proba(X) if net.head.is_classifier
+                                          else clone.forward(X), net.predict_proba(X)
+                                          if net.head.is_classifier else net.forward(X))
+            for (name, a), (_, b) in zip(clone.named_buffers(), net.named_buffers()):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+            assert not np.shares_memory(clone.flat.data, net.flat.data)
+    assert pickle.loads(pickle.dumps(mlp)).history_.loss == mlp.history_.loss
+
+
+def test_a_pickle_of_a_gpu_network_unpickles_on_the_cpu_where_there_is_no_gpu():
+    from xpnet.network import _unpickle  # noqa: PLC0415
+
+    net = xpnet.MLP([4, 3, 2], seed=0)
+    if xpnet.backend.cuda_status(0)[0]:
+        pytest.skip("this machine has a usable GPU, so the fallback cannot be seen")
+    with pytest.warns(UserWarning, match=r"the unpickled network runs on the CPU instead"):
+        clone = _unpickle(type(net), net.config(), net.state_dict(), "cuda:0", {})
+    assert clone.device.name == "cpu"
+    np.testing.assert_array_equal(clone.flat.data, net.flat.data)

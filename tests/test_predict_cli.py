@@ -462,3 +462,34 @@ def test_a_fashion_mnist_model_names_its_classes(tmp_path):
     assert line.startswith(f"predicted class: {pred} ({names[pred]})   probability ")
     listed = [s for s in result.stdout.splitlines() if re.match(r"^  \d [^:]+: ", s)]
     assert [s.split(":")[0].split(None, 1)[1].strip() for s in listed] == list(names)
+
+
+def test_a_fashion_mnist_model_names_its_classes_in_the_table_of_several_images(tmp_path):
+    """Several pictures give the table; a Fashion-MNIST model's predicted classes are named
+    there too (index and name), under a "class" column."""
+    from PIL import Image
+
+    from xpnet.checkpoint import nest_states
+    from xpnet.data import DATASETS
+
+    path = tmp_path / "fashion.npz"
+    source = {"dataset": "fashion-mnist", "data": None, "task": "classification",
+              "kind": "image", "classes": list(range(10))}
+    xpnet.save(xpnet.MLP([784, 10], device="cpu", seed=0), path,
+               training_state=nest_states(run={"json": {"source": source}, "arrays": {}}))
+    pictures = []
+    for i, box in enumerate([(10, 50, 15, 45), (5, 30, 5, 55)]):
+        canvas = np.zeros((60, 60), dtype=np.uint8)
+        canvas[box[0]:box[1], box[2]:box[3]] = 255
+        pictures.append(tmp_path / f"item{i}.png")
+        Image.fromarray(canvas).save(pictures[-1])
+    result = predict([path, "--image", *pictures], tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = DATASETS["fashion-mnist"].classes
+    head, *rows = result.stdout.splitlines()
+    assert head.split()[:3] == ["image", "class", "prob"]
+    assert len(rows) == 2
+    for row in rows:
+        probabilities = [float(v) for v in row.split()[-10:]]
+        pred = int(np.argmax(probabilities))
+        assert f"  {pred} {names[pred]}  " in row, row

@@ -385,3 +385,22 @@ def test_device_path_on_the_strict_cupy_stand_in(monkeypatch):
                        device="cpu").fit(Xr, yr / 100)
     np.testing.assert_array_equal(reg.predict(Xr), ref.predict(Xr))
     assert "implicit" not in xp.counters.since(before)
+
+
+def test_momentum_of_one_is_accepted_as_scikit_learn_accepts_it():
+    """scikit-learn's momentum is in [0, 1] (with 1 the velocity never decays): both fit, and
+    outside the interval both refuse with scikit-learn's own message."""
+    X, y = make_classification(n_samples=60, n_features=5, random_state=0)
+    X = X / np.abs(X).max()
+    kwargs = dict(hidden_layer_sizes=(4,), solver="sgd", momentum=1.0, learning_rate_init=1e-3,
+                  max_iter=3, batch_size=20, shuffle=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**kwargs).fit(X, y)
+        theirs = SkMLPClassifier(**kwargs).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 3
+    assert all(np.isfinite(c).all() for c in ours.coefs_)
+    for cls in (MLPClassifier, SkMLPClassifier):
+        with pytest.raises(ValueError, match=r"'momentum' parameter of MLPClassifier must be a "
+                                             r"float in the range \[0.0, 1.0\]"):
+            cls(solver="sgd", momentum=1.5, max_iter=1).fit(X, y)

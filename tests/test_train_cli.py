@@ -249,6 +249,29 @@ def test_help_exits_0(tmp_path):
     assert result.stderr == ""
 
 
+@pytest.mark.parametrize("script,module", [("xpnet-train", "xpnet.train"),
+                                           ("xpnet-predict", "xpnet.predict"),
+                                           ("xpnet-export", "xpnet.export")])
+def test_console_scripts_call_themselves_by_their_own_name(tmp_path, script, module):
+    """Run through the installed console script, a program names itself as typed, in its usage
+    line and in its one-line errors (``python -m`` keeps the module's name, tested above)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    path = shutil.which(script, path=os.path.dirname(sys.executable))
+    if path is None:
+        pytest.skip(f"{script} is not installed next to {sys.executable} (pip install -e .)")
+    env = {**os.environ, "XPNET_OFFLINE": "1"}
+    shown = subprocess.run([path, "--help"], cwd=tmp_path, capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {script} "), shown.stdout
+    assert f"usage: {module}" not in shown.stdout
+    wrong = subprocess.run([path, "--no-such-flag"], cwd=tmp_path, capture_output=True,
+                           text=True, env=env, timeout=120)
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith(f"{script}: "), wrong.stderr
+
+
 def test_every_flag_has_help_and_at_most_one_default(tmp_path):
     """Each option says what it does; its default appears once (argparse's "(default: X)" is
     added only when the text does not already state one, and never as a Python list)."""

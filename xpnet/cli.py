@@ -48,6 +48,8 @@ class Parser(argparse.ArgumentParser):
     unknown flag gets the closest known one (``--epoch`` -> "did you mean --epochs?")."""
 
     def __init__(self, *args, **kwargs):
+        if kwargs.get("prog"):
+            kwargs["prog"] = invoked_as(kwargs["prog"])
         kwargs.setdefault("allow_abbrev", False)  # "--deb" must not quietly mean --debug
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
@@ -242,9 +244,18 @@ def same_file(a, b) -> bool:
 
 
 # ---------------------------------------------------------------------- running
+def invoked_as(module: str) -> str:
+    """The program's name as the user ran it: ``xpnet-train`` through the console script of
+    that name, else the module's ``xpnet.train`` (``python -m xpnet.train``, or a call)."""
+    script = module.replace(".", "-")
+    return script if os.path.basename(sys.argv[0] if sys.argv else "") == script else module
+
+
 def run(main_fn, argv, prog) -> int:
     """Call ``main_fn(argv)`` and turn known errors into one line on stderr and an exit code,
-    with SIGINT/SIGTERM handled by an :class:`Interrupts` for the duration."""
+    with SIGINT/SIGTERM handled by an :class:`Interrupts` for the duration. ``prog`` is the
+    module's name; messages use :func:`invoked_as`'s."""
+    prog = invoked_as(prog)
     debug = argv is not None and "--debug" in argv or argv is None and "--debug" in sys.argv
     guard = Interrupts(prog).install()
     _ACTIVE.append(guard)

@@ -246,6 +246,16 @@ class Sequential:
         return cls(layers, head=config["head"], l2=config.get("l2", 0.0),
                    dtype=config.get("dtype", "float32"), device=device, seed=config.get("seed"))
 
+    def __reduce__(self):
+        """Pickling (and ``copy.deepcopy``) keeps what a checkpoint keeps: the configuration,
+        the named state as host arrays, the device's name and the training history. The copy
+        is rebuilt on that device, or on the CPU, with a warning, where that device is missing
+        (a pickle moved to a machine without the GPU). Like checkpoints, only built-in and
+        registered layer types can be rebuilt."""
+        extra = {k: v for k, v in self.__dict__.items() if k == "history_"}
+        return (_unpickle, (type(self), self.config(), self.state_dict(), self.device.name,
+                            extra))
+
     def __repr__(self) -> str:
         body = ", ".join(map(repr, self.layers))
         return f"Sequential([{body}], head={self.head.name!r}, device={self.device.name!r})"
@@ -529,3 +539,23 @@ class MLP(Sequential):
             f"MLP({self.layer_sizes}, activation={self.activation!r}, output={self.output!r}, "
             f"dtype={self.dtype!r}, device={self.device.name!r}{extras})"
         )
+
+
+def _unpickle(cls, config, state, device, extra):
+    """Rebuild a network pickled by :meth:`Sequential.__reduce__`."""
+    import warnings  # noqa: PLC0415
+
+    from .backend import DeviceUnavailableError  # noqa: PLC0415
+
+    try:
+        dev = get_device(device)
+    except DeviceUnavailableError as exc:
+        warnings.warn(f"{exc}; the unpickled network runs on the CPU instead.", stacklevel=2)
+        dev = get_device("cpu")
+    if issubclass(cls, MLP):
+        net = cls(**config, device=dev)
+    else:
+        net = cls.from_config(config, device=dev)
+    net.load_state_dict(state)
+    net.__dict__.update(extra)
+    return net

@@ -70,10 +70,11 @@ def _is_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
-def _check_unit(label, x):
-    """A hyperparameter in [0, 1) (betas, momentum, alpha)."""
-    if not _is_number(x) or not 0 <= x < 1:
-        raise ValueError(f"{label} must be a number in [0, 1); got {x!r}")
+def _check_unit(label, x, one_allowed=False):
+    """A hyperparameter in [0, 1) (betas, momentum, alpha), or [0, 1] with ``one_allowed``."""
+    if not _is_number(x) or not (0 <= x < 1 or one_allowed and x == 1):
+        interval = "[0, 1]" if one_allowed else "[0, 1)"
+        raise ValueError(f"{label} must be a number in {interval}; got {x!r}")
     return float(x)
 
 
@@ -191,8 +192,10 @@ class Momentum(Optimizer):
     default_lr = 0.05
     state_names = ("velocity",)
 
+    momentum_one_allowed = False  # scikit-learn's momentum is in [0, 1]; xpnet's in [0, 1)
+
     def __init__(self, params, lr=None, momentum=0.9, **unknown):
-        self.momentum = _check_unit("momentum", momentum)
+        self.momentum = _check_unit("momentum", momentum, self.momentum_one_allowed)
         super().__init__(params, lr, **unknown)
 
     def step(self) -> None:

@@ -201,19 +201,29 @@ def print_block(example: Example, proba: np.ndarray, names=None) -> None:
         print(f"  {digit}{name}: {p:7.4f} {bar}")
 
 
-def print_table(examples: list[Example], proba: np.ndarray) -> None:
-    """One line per input under a header: name, predicted digit, its probability, the true
-    label when any is known, and the ten probabilities; ``proba`` is (len(examples), 10)."""
+def print_table(examples: list[Example], proba: np.ndarray, classes=None) -> None:
+    """One line per input under a header: name, predicted class, its probability, the true
+    label when any is known, and the ten probabilities; ``proba`` is (len(examples), 10).
+    ``classes``: the display names of a Fashion-MNIST or KMNIST model's classes, shown for the
+    predicted and true labels (None: digits, shown as themselves)."""
     names = [_shown(e.title) for e in examples]
     width = max(len("image"), *map(len, names))
     labels = any(e.label is not None for e in examples)
-    head = f"{'image':<{width}}  digit    prob" + ("  true" if labels else "")
+
+    def shown(label):
+        return str(label) if classes is None else f"{label} {classes[label]}"
+
+    col = 5 if classes is None else max(len(shown(c)) for c in range(len(classes)))
+    true_col = 4 if classes is None else col
+    title = "digit" if classes is None else "class"
+    head = (f"{'image':<{width}}  {title:>{col}}    prob"
+            + (f"  {'true':>{true_col}}" if labels else ""))
     print(head + "  " + " ".join(f"{d:>6}" for d in range(10)))
     for name, example, p in zip(names, examples, proba):
         pred = int(p.argmax())
-        line = f"{name:<{width}}  {pred:>5}  {p[pred]:.4f}"
+        line = f"{name:<{width}}  {shown(pred):>{col}}  {p[pred]:.4f}"
         if labels:
-            line += f"  {'' if example.label is None else example.label:>4}"
+            line += f"  {'' if example.label is None else shown(example.label):>{true_col}}"
         print(line + "  " + " ".join(f"{v:6.4f}" for v in p))
 
 
@@ -326,7 +336,7 @@ def _main(argv) -> int:
     if len(examples) == 1:
         print_block(examples[0], proba[0], _class_names(args.dataset))
     else:
-        print_table(examples, proba)
+        print_table(examples, proba, _class_names(args.dataset))
     return EXIT_OK
 
 

@@ -112,6 +112,7 @@ class _SklearnMomentum(Momentum):
     their old rate, as in scikit-learn."""
 
     name = "momentum_sklearn"
+    momentum_one_allowed = True  # scikit-learn takes momentum in [0, 1]
 
     def __init__(self, params, lr=None, momentum=0.9, nesterov=True):
         self.nesterov = bool(nesterov)
