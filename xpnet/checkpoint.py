@@ -45,7 +45,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import SpecialFileError, atomic_write, open_regular
+from .io import (
+    SpecialFileError,
+    TrailingBytesError,
+    atomic_write,
+    open_regular,
+    plain_zip_member,
+    read_npy_data,
+)
 from .network import MLP, Sequential
 
 __all__ = [
@@ -336,8 +343,7 @@ class _Archive:
                 f"the file is damaged or not an xpnet checkpoint: restore it from a backup or "
                 f"re-save it."
             )
-        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED,
-                                                              zipfile.ZIP_DEFLATED):
+        if not plain_zip_member(info):
             raise _corrupt(path, f"entry {name!r} is encrypted or compressed with an "
                                  f"unsupported method")
         if info.file_size > limit + _NPY_HEADER_MAX:
@@ -361,23 +367,13 @@ class _Archive:
                 if info.file_size != header_bytes + nbytes:
                     raise _corrupt(path, f"entry {name!r} holds {info.file_size - header_bytes} "
                                          f"data bytes where its header promises {nbytes}")
-                data = bytearray(nbytes)
-                view, got = memoryview(data), 0
-                while got < nbytes:
-                    n = f.readinto(view[got:got + (1 << 22)])
-                    if not n:
-                        raise EOFError(f"entry {name!r} ends early")
-                    got += n
-                view.release()
-                if f.read(1):  # also makes zipfile check the CRC-32 at the end
-                    raise _corrupt(path, f"entry {name!r} is longer than its header says")
+                return read_npy_data(f, shape_, fortran, dtype)
         except CheckpointError:
             raise
+        except TrailingBytesError:
+            raise _corrupt(path, f"entry {name!r} is longer than its header says") from None
         except Exception as exc:  # BadZipFile (CRC), zlib.error, EOFError, ValueError, ...
             raise _corrupt(path, exc) from exc
-        if nbytes == 0:
-            return np.zeros(shape_, dtype)
-        return np.frombuffer(data, dtype=dtype).reshape(shape_, order="F" if fortran else "C")
 
     def _check(self, name, shape, dtype, kinds, expected_shape):
         path = self.path

@@ -10,23 +10,33 @@ FIFO can never hang a run.
 
 Reads: :func:`open_regular` opens a regular file without ever blocking (a FIFO given as an input
 is refused, not opened for a writer that never comes), and :func:`read_capped` reads at most a
-size known in advance, never a size the file itself declares.
+size known in advance, never a size the file itself declares. For ``.npy`` arrays inside a zip
+(checkpoints, ``--data x.npz``), :func:`plain_zip_member` and :func:`read_npy_data` are the
+shared reading steps; each caller checks the header against its own limits first and words
+its own errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import stat
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+import numpy as np
+
 __all__ = [
     "FileTooLargeError",
     "SpecialFileError",
+    "TrailingBytesError",
+    "plain_zip_member",
+    "read_npy_data",
     "atomic_write",
     "check_output_path",
     "file_kind",
@@ -279,3 +289,40 @@ def read_capped(path: str | os.PathLike[str], limit: int, chunk: int = 1 << 20) 
         raise FileTooLargeError(path, f"more than {limit}", limit)
     del buf[n:]
     return buf
+
+
+# ---------------------------------------------------------------------- .npy members of a zip
+_NPY_CHUNK = 1 << 22  # bytes per read: memory grows with the data actually read, not promised
+
+
+class TrailingBytesError(ValueError):
+    """A ``.npy`` member holds more bytes than its header declares."""
+
+
+def plain_zip_member(info: zipfile.ZipInfo) -> bool:
+    """Whether zip member ``info`` is as ``numpy.savez`` writes them: not encrypted, and stored
+    or deflated."""
+    return not info.flag_bits & 0x1 and info.compress_type in (zipfile.ZIP_STORED,
+                                                               zipfile.ZIP_DEFLATED)
+
+
+def read_npy_data(f: BinaryIO, shape: tuple, fortran: bool, dtype: np.dtype) -> np.ndarray:
+    """The data of the ``.npy`` stream ``f``, positioned just after its header, as an array of
+    ``shape`` and ``dtype``: exactly ``prod(shape) * itemsize`` bytes, read in chunks, which the
+    caller has checked against its limit before. ``EOFError`` when the stream ends early,
+    :class:`TrailingBytesError` when a byte follows (that extra read also makes :mod:`zipfile`
+    check the member's CRC-32)."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    data = bytearray(nbytes)
+    view, got = memoryview(data), 0
+    while got < nbytes:
+        n = f.readinto(view[got:got + _NPY_CHUNK])
+        if not n:
+            raise EOFError(f"{nbytes - got} of its {nbytes} data bytes are missing")
+        got += n
+    view.release()
+    if f.read(1):
+        raise TrailingBytesError("it is longer than its header says")
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")

@@ -48,7 +48,15 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ..io import FileTooLargeError, SpecialFileError, open_regular, read_capped
+from ..io import (
+    FileTooLargeError,
+    SpecialFileError,
+    TrailingBytesError,
+    open_regular,
+    plain_zip_member,
+    read_capped,
+    read_npy_data,
+)
 from .errors import DataError
 
 __all__ = ["MAX_CSV_BYTES", "MAX_NPZ_BYTES", "TABLE_FORMATS", "Table", "check_features",
@@ -496,8 +504,7 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: st
     """One ``.npy`` member, its header checked before any data is read and at most ``budget``
     data bytes read."""
     fix = "save the arrays again with numpy.savez(path, X=X, y=y)"
-    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED,
-                                                          zipfile.ZIP_DEFLATED):
+    if not plain_zip_member(info):
         raise DataError(f"{path}: array {key!r} is encrypted or compressed with a method "
                         f"numpy does not write; {fix}")
     try:
@@ -526,25 +533,15 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: st
                 raise DataError(f"{path}: array {key!r} holds {info.file_size - header_bytes} "
                                 f"data bytes where its header promises {nbytes}, so the file is "
                                 f"damaged; {fix}")
-            data = bytearray(nbytes)
-            view, got = memoryview(data), 0
-            while got < nbytes:
-                step = f.readinto(view[got:got + (1 << 22)])
-                if not step:
-                    raise EOFError(f"array {key!r} ends early")
-                got += step
-            view.release()
-            if f.read(1):  # also makes zipfile check the CRC-32
-                raise DataError(f"{path}: array {key!r} is longer than its header says, so "
-                                f"the file is damaged; {fix}")
+            return read_npy_data(f, shape, fortran, dtype)
     except DataError:
         raise
+    except TrailingBytesError:
+        raise DataError(f"{path}: array {key!r} is longer than its header says, so the file is "
+                        f"damaged; {fix}") from None
     except Exception as exc:  # BadZipFile (CRC), zlib.error, EOFError, ValueError (header)
         raise DataError(f"{path}: array {key!r} is damaged or not a .npy array "
                         f"({type(exc).__name__}: {exc}); {fix}") from exc
-    if nbytes == 0:
-        return np.zeros(shape, dtype)
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _features(path: Path, key: str, a: np.ndarray, n_features: int | None) -> np.ndarray:
