@@ -14,12 +14,12 @@ fixed seed; no MNIST needed):
 * batch 128: ``forward_backward``, the Adam step, the batch gather, the whole step, and one
   epoch of ``Trainer.fit`` (Adam).
 
-A batch-128 step is about 70 small kernels, and on a GPU their launches from Python cost far more
-than their arithmetic. Recording the step as a CUDA graph would remove that, but CuPy (14.2)
-refuses any cuBLAS call while a stream is being captured ("calling cuBLAS API during stream
-capture is currently unsupported"), and every layer's products go through cuBLAS: measured on an
-H200 on 2026-11-26 (``bench/results/h200-2026-11-26-60b79b1-profile.txt``), so xpnet does not record
-graphs.
+A batch-128 step is several dozen small kernels, and on a GPU their launches from Python cost
+far more than their arithmetic. Recording the step as a CUDA graph would remove that, but CuPy
+(14.2) refuses any cuBLAS call while a stream is being captured ("calling cuBLAS API during
+stream capture is currently unsupported"), and every layer's products go through cuBLAS: seen
+on an H200 on 2026-11-26 (``bench/results/h200-2026-11-26-60b79b1-profile.txt``), so xpnet
+records no graphs.
 
 Each figure is the median over 3 rounds of the mean time per call of a loop that runs about
 0.2 s, synchronised before the clock is read, so a figure is the cost of back-to-back calls:
