@@ -4,6 +4,7 @@ test_missing_message.py): the machine has no network, so mirrors are served from
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from http.server import ThreadingHTTPServer
 
@@ -26,3 +27,11 @@ def local_server(handler, routes=None):
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+def refused_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens (a port bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"

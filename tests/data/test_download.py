@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from local_http import local_server
+from local_http import local_server, refused_url
 
 import xpnet.data
 import xpnet.data.mnist as mnist
@@ -100,10 +99,7 @@ def umask():
 @pytest.fixture
 def refused() -> str:
     """A base URL where nothing listens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return refused_url()
 
 
 def test_good_download(url, tmp_path, real_files, umask):

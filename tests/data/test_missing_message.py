@@ -9,12 +9,11 @@ dataset's mirrors variable and ``XPNET_OFFLINE``.
 from __future__ import annotations
 
 import os
-import socket
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from local_http import local_server
+from local_http import local_server, refused_url
 
 from xpnet.data import DownloadError, MnistDataError, load_dataset, load_mnist
 
@@ -56,10 +55,7 @@ def clean_env(monkeypatch, server):
 @pytest.fixture
 def refused() -> str:
     """A base URL where nothing listens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return refused_url()
 
 
 def test_no_data_and_no_network_names_everything(clean_env, server, refused, tmp_path,
