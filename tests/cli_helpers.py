@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 import xpnet
+import xpnet.checkpoint
+from xpnet.model import Model
 from xpnet.preprocessing import Scaler
 
 GZ_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -75,7 +77,7 @@ def epoch_numbers(stdout) -> list[int]:
 
 
 def model_arrays(path) -> list[np.ndarray]:
-    net = xpnet.load(path, device="cpu")
+    net = xpnet.checkpoint.load(path, device="cpu")
     return [np.array(a) for a in net.parameters() + net.buffers()]
 
 
@@ -86,7 +88,6 @@ def assert_same_model(a, b) -> None:
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
-def scaler_of(state) -> Scaler:
-    """The input scaler saved in a checkpoint's ``state``."""
-    return Scaler.from_state({"json": state["json"]["scaler"], "arrays": {
-        k[len("scaler/"):]: v for k, v in state["arrays"].items() if k.startswith("scaler/")}})
+def scaler_of(net, state) -> Scaler:
+    """The input scaler of the model recorded in a checkpoint's ``state`` (for ``net``)."""
+    return Model.from_state(net, state).inputs.scaler

@@ -164,14 +164,17 @@ def _drop_array(name):
 DAMAGE = {
     "no-epoch": (_drop("trainer", "epoch"), "lacks the run-state entry 'trainer.epoch'"),
     "no-seed": (_drop("trainer", "trainer", "seed"), "'trainer.trainer.seed'"),
-    "no-scaler": (_drop("scaler"), "lacks the run-state entry 'scaler.method'"),
+    "no-model": (_drop("model"), "holds no record of its training data, so it cannot be"),
+    "model-columns": (_set("x", "model", "inputs", "columns"), "record of the training data is "
+                      "damaged"),
     "seed-text": (_set("seven", "trainer", "trainer", "seed"), "damaged run-state entry"),
     "lr-nan": (_set(float("nan"), "trainer", "trainer", "schedule", "lr"),
                "damaged run-state entry 'trainer.trainer.schedule.lr'"),
     "optimizer": (_set("lbfgs", "trainer", "trainer", "optimizer"), "unknown optimizer"),
     "momentum": (_set("fast", "trainer", "trainer", "momentum"), "damaged run-state settings"),
     "history": (_set(5, "trainer", "history"), "damaged run state"),
-    "scaler-arrays": (_drop_array("scaler/offset"), "damaged input scaler"),
+    "scaler-arrays": (_drop_array("model/inputs/offset"), "record of the training data is "
+                      "damaged"),
     "subset": (_set({"dev_fraction": 0.2, "train_samples": 999}, "run"),
                "trained on 999 training samples but this one has 1200"),
 }

@@ -103,7 +103,7 @@ def expected_proba(ckpt_path, image):
     """The model's probabilities for a 28x28 uint8 image (or (n, 28, 28) images: (n, 10)),
     computed in-process."""
     net, state = load_checkpoint(ckpt_path, device="cpu")
-    X = scaler_of(state).transform(image.reshape(-1, 784), net.dtype)
+    X = scaler_of(net, state).transform(image.reshape(-1, 784), net.dtype)
     proba = np.asarray(net.predict_proba(X))
     return proba[0] if image.ndim == 2 else proba
 

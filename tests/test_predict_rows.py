@@ -66,7 +66,7 @@ def test_rows_get_their_original_labels_and_probabilities(iris_model):
     assert [bunch.target_names[i] for i in proba.argmax(axis=1)] == labels
     # the same probabilities as the model in Python, on the same scaling
     net, state = checkpoint.load_checkpoint(d / "iris.npz", device="cpu")
-    expected = net.predict_proba(scaler_of(state).transform(bunch.data, net.dtype))
+    expected = net.predict_proba(scaler_of(net, state).transform(bunch.data, net.dtype))
     np.testing.assert_allclose(proba, expected, rtol=1e-5, atol=1e-6)
     assert np.mean(np.array(labels) == bunch.target_names[bunch.target]) > 0.9
 
@@ -104,7 +104,7 @@ def test_an_image_model_cannot_predict_rows(tmp_path):
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
     result = predict(["m.npz", "--data", "rows.csv"], tmp_path)
     assert result.returncode == 1
-    assert "not on a table" in one_error_line(result, "xpnet.predict")
+    assert "not a model trained on a table" in one_error_line(result, "xpnet.predict")
 
 
 def test_regression_rows_come_back_in_target_units(tmp_path):

@@ -107,7 +107,7 @@ def test_readme_deploy_example_runs(tmp_path, monkeypatch, capsys):
     assert readme, shown
     mnist = xpnet.load_mnist(data_dir, download=False)
     net, state = load_checkpoint(tmp_path / "runs" / "mnist.npz", device="cpu")
-    proba = net.predict_proba(scaler_of(state).transform(mnist.X_test[:8]))
+    proba = net.predict_proba(scaler_of(net, state).transform(mnist.X_test[:8]))
     assert [int(d) for d in printed.group(1).split(", ")] == list(proba.argmax(axis=1))
     confidence = [float(v) for v in printed.group(2).split()]
     assert confidence == pytest.approx(proba.max(axis=1), abs=5.1e-5)

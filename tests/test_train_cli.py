@@ -130,12 +130,13 @@ def test_default_lr_is_the_image_recipes(full_run):
 def test_saved_checkpoint_reproduces_the_reported_accuracy(full_run, data_dir):
     result, d = full_run
     assert result.returncode == 0, result.stderr
-    net = xpnet.load(d / "model.npz", device="cpu")
-    assert net.layer_sizes == [784, 32, 10]
+    model = xpnet.load(d / "model.npz", device="cpu")
+    assert isinstance(model, xpnet.Model) and model.net.layer_sizes == [784, 32, 10]
+    assert model.classes_.tolist() == list(range(10))
     net, state = load_checkpoint(d / "model.npz", device="cpu")
     assert state["json"]["trainer"]["epoch"] == 3
     data = xpnet.load_mnist(data_dir, download=False)
-    X = scaler_of(state).transform(data.X_test[:SUBSET // 6], net.dtype)
+    X = scaler_of(net, state).transform(data.X_test[:SUBSET // 6], net.dtype)
     acc = float((net.predict(X) == data.y_test[:SUBSET // 6]).mean())
     m = json.loads((d / "m.json").read_text())
     assert acc == pytest.approx(m["test_accuracy"], abs=1e-12)

@@ -11,12 +11,14 @@ and reports R^2 and RMSE in the target's units; a run with only ``--data`` and `
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import numpy as np
 import pytest
 from cli_helpers import one_error_line, run_train
 
+import xpnet
 from xpnet.checkpoint import load_checkpoint
 
 datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn (the test extra) "
@@ -68,13 +70,16 @@ def test_default_run_on_a_table_reaches_sklearn_quality(breast_cancer_run):
 
 def test_table_checkpoint_holds_the_mapping_scaler_and_names(breast_cancer_run):
     d, _, _, bunch = breast_cancer_run
-    net, state = load_checkpoint(d / "runs" / "cancer.npz", device="cpu")  # runs/ was created
+    _, state = load_checkpoint(d / "runs" / "cancer.npz", device="cpu")  # runs/ was created
     source = state["json"]["run"]["source"]
-    assert source["data"] == "cancer.csv" and source["target"] == "diagnosis"
-    assert source["classes"] == [0, 1] and source["task"] == "classification"
-    assert source["feature_names"][:2] == ["mean_radius", "mean_texture"]
-    assert state["json"]["scaler"]["method"] == "standard"
-    assert net.layer_sizes == [30, 100, 2]
+    assert source["data"] == str((d / "cancer.csv").resolve())  # found from any folder
+    assert source["data_sha256"] == hashlib.sha256((d / "cancer.csv").read_bytes()).hexdigest()
+    assert source["target"] == "diagnosis" and source["task"] == "classification"
+    model = xpnet.load(d / "runs" / "cancer.npz", device="cpu")
+    assert model.classes_.tolist() == [0, 1] and model.target.name == "diagnosis"
+    assert model.feature_names_in_[:2].tolist() == ["mean_radius", "mean_texture"]
+    assert model.inputs.scaler.method == "standard"
+    assert model.net.layer_sizes == [30, 100, 2]
 
 
 def test_text_labels_come_back_as_text(tmp_path):
@@ -114,10 +119,11 @@ def test_regression_reports_r2_and_rmse_in_target_units(tmp_path):
     assert 30 < metrics["test_rmse"] < 77
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith(f"test r2 {metrics['test_r2']:.4f}  test rmse")
-    _, state = load_checkpoint(tmp_path / "d.npz", device="cpu")
-    source = state["json"]["run"]["source"]
-    assert source["classes"] is None and source["task"] == "regression"
-    assert source["target_scale"] == pytest.approx(np.std(bunch.target), rel=0.1)
+    model = xpnet.load(tmp_path / "d.npz", device="cpu")
+    assert model.classes_ is None and model.task == "regression"
+    assert model.target.scale == pytest.approx(np.std(bunch.target), rel=0.1)
+    # predictions come back in the target's units
+    assert 25 <= np.median(model.predict(bunch.data)) <= 346
 
 
 # ------------------------------------------------------------------------------- mistakes

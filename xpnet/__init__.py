@@ -2,14 +2,18 @@
 
 from .backend import Device, DeviceUnavailableError, get_device
 from .gradcheck import GradcheckError, gradcheck
+from .model import Model
 from .network import MLP, Sequential
 from .plotting import plot_history
 from .preprocessing import Scaler, stratified_split
+from .schema import InputSchema
+from .targets import Target
 from .training import History, InputScaleWarning, Trainer, TrainingDiverged, fit
 
 __version__ = "0.1.0"
 __all__ = [
-    "MLP", "Sequential", "fit", "Trainer", "History", "TrainingDiverged", "InputScaleWarning",
+    "Model", "InputSchema", "Target", "MLP", "Sequential", "fit", "Trainer", "History",
+    "TrainingDiverged", "InputScaleWarning",
     "plot_history", "Scaler", "stratified_split", "Device", "DeviceUnavailableError",
     "get_device", "load_mnist", "save", "load", "gradcheck", "GradcheckError", "export",
     "from_torch", "to_torch", "__version__",
@@ -21,9 +25,12 @@ def __getattr__(name):
     if name == "load_mnist":
         from .data import load_mnist
         return load_mnist
-    if name in ("save", "load", "load_checkpoint"):
+    if name in ("save", "load_checkpoint"):
         from . import checkpoint
         return getattr(checkpoint, name)
+    if name == "load":  # a Model for files that record one, else the network
+        from .model import load
+        return load
     if name == "export":  # the module, callable as xpnet.export(net, path, ...): see its doc
         import importlib
         return importlib.import_module(".export", __name__)

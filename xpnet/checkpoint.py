@@ -168,6 +168,9 @@ def save(net: Sequential, path, training_state=None) -> Path:
     net's device. The path is used exactly as given (no ``.npz`` is appended). Returns the path.
     Raises :class:`CheckpointError` on any failure, with ``path`` left as it was before.
     """
+    if not isinstance(net, Sequential) and callable(getattr(net, "save", None)) \
+            and hasattr(net, "inputs"):
+        return net.save(path, training_state)  # an xpnet.Model saves its record with the net
     target = Path(path)
     try:
         arrays = _collect(net, training_state, target)

@@ -108,7 +108,10 @@ class SoftmaxCrossEntropy(Head):
                     f"{name} must hold integer class labels; got fractions, NaN or infinity."
                 )
         elif yd.dtype.kind not in "iu":
-            raise ValueError(f"{name} must hold integer class labels; got dtype {yd.dtype}.")
+            text = " (text labels: xpnet.Model.fit(X, y) encodes them and gives them back)" \
+                if yd.dtype.kind in "USO" else ""
+            raise ValueError(f"{name} must hold integer class labels 0..k-1; got dtype "
+                             f"{yd.dtype}{text}.")
         lo, hi = (int(v) for v in (yd.min(), yd.max()))
         if lo < 0 or hi >= k:
             raise ValueError(

@@ -45,10 +45,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run, same_file
-from .preprocessing import Scaler
 
 PROG = "xpnet.predict"
-SCALER_PREFIX = "scaler/"  # the input scaler's arrays in a checkpoint written by xpnet.train
+# The model record's arrays (and the scaler of checkpoints from before the model record):
+# predicting never reads the trainer's state.
+MODEL_PREFIXES = ("model/", "scaler/")
 _SHADES = " .:-=+*#%@"
 _BATCH = 4096  # images per forward pass
 
@@ -233,25 +234,43 @@ def main(argv=None) -> int:
 
 
 def _load_model(path, device, table=False):
-    """The network and the input scaler's state of checkpoint ``path``, or a Failure; an MNIST
-    classifier unless ``table``."""
+    """The :class:`~xpnet.Model` in checkpoint ``path`` and the checkpoint's run state (JSON
+    only), or a Failure; an MNIST-like classifier unless ``table``."""
     if not os.path.exists(path):
         raise Failure(f"{path} does not exist; train and save a model first: python -m "
                       f"xpnet.train --save {shlex.quote(str(path))}")
     from .checkpoint import CheckpointError, load_checkpoint
+    from .model import Model, ModelRecordError
 
     try:
-        # Only the network and the input scaler: predicting never reads the trainer's state.
-        net, state = load_checkpoint(path, device=device, read_state=(SCALER_PREFIX,))
+        net, state = load_checkpoint(path, device=device, read_state=MODEL_PREFIXES)
+        model = Model.from_state(net, state)
     except CheckpointError as exc:
         raise Failure(str(exc)) from exc
+    except ModelRecordError as exc:
+        raise Failure(f"{path}: {exc}; re-train and save it") from None
+    if model is None:  # a bare network (xpnet.save): pixels 0..255 scaled to [0, 1]
+        from .preprocessing import Scaler
+        from .schema import InputSchema
+        from .targets import Target
+
+        if table:
+            raise Failure(f"{path} holds a bare network (saved by xpnet.save), not a model "
+                          f"trained on a table, so it cannot predict --data rows; train one "
+                          f"with python -m xpnet.train --data FILE --save MODEL (or save an "
+                          f"xpnet.Model)")
+        if net.head.name == "softmax" and net.n_features_in == 784:
+            scaler = Scaler("unit").fit(np.array([0, 255], dtype=np.uint8))
+            inputs = InputSchema.numeric([f"pixel{j}" for j in range(784)], scaler)
+            model = Model(net, inputs, Target("classification",
+                                              classes=list(range(net.n_outputs))))
     if table:
-        return net, state
+        return model, state
     if net.n_features_in != 784 or net.n_outputs != 10 or net.head.name != "softmax":
         raise Failure(f"{path} is not an MNIST classifier (input {net.n_features_in}, "
                       f"{net.n_outputs} {net.head.name} outputs); it needs 784 inputs and 10 "
                       f"softmax outputs")
-    return net, state
+    return model, state
 
 
 def _class_names(dataset):
@@ -271,32 +290,9 @@ def _trained_on(state) -> str:
     return name if name in DATASETS else "mnist"
 
 
-def _scaler(path, net, state) -> Scaler:
-    """The checkpoint's input scaler (pixels 0..255 to the model's inputs); models saved
-    without one get pixels / 255."""
-    from .checkpoint import sub_state
-
-    if state is None or "scaler" not in state["json"]:
-        return Scaler("unit").fit(np.array([0, 255], dtype=np.uint8))
-    try:
-        scaler = Scaler.from_state(sub_state(state, "scaler"))
-        x = scaler.transform(np.zeros((1, 784), dtype=np.uint8), net.dtype)
-        if x.shape != (1, 784):
-            raise ValueError(f"it turns one image into shape {x.shape}")
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise Failure(f"{path} has a damaged input scaler ({type(exc).__name__}: {exc}); "
-                      f"re-save it") from None
-    return scaler
-
-
-def probabilities(net, scaler, images: np.ndarray) -> np.ndarray:
+def probabilities(model, images: np.ndarray) -> np.ndarray:
     """Class probabilities (n, 10) float64 on the host for (n, 28, 28) uint8 images."""
-    flat = images.reshape(len(images), 784)
-    out = []
-    for start in range(0, len(flat), _BATCH):
-        x = scaler.transform(flat[start:start + _BATCH], net.dtype)
-        out.append(np.asarray(net.device.to_numpy(net.predict_proba(x)), dtype=np.float64))
-    return np.concatenate(out)
+    return model.predict_proba(images.reshape(len(images), 784))
 
 
 def parse_args(argv):
@@ -328,11 +324,10 @@ def _main(argv) -> int:
     args = parse_args(argv)
     if args.data is not None:
         return predict_rows(args)
-    net, state = _load_model(args.checkpoint, args.device)
+    model, state = _load_model(args.checkpoint, args.device)
     args.dataset = _trained_on(state)
-    scaler = _scaler(args.checkpoint, net, state)
     examples = _examples(args)  # all read and checked before anything is printed
-    proba = probabilities(net, scaler, np.stack([e.image for e in examples]))
+    proba = probabilities(model, np.stack([e.image for e in examples]))
     if len(examples) == 1:
         print_block(examples[0], proba[0], _class_names(args.dataset))
     else:
@@ -344,53 +339,54 @@ def _main(argv) -> int:
 def predict_rows(args) -> int:
     """``--data ROWS``: predictions of a model trained on a table, one per row, as CSV on
     stdout or in ``--out``: the original label and the probability of each class
-    (``p_<label>`` columns) for a classifier, the value in the target's units for regression.
-    The rows are scaled with the checkpoint's scaler; their feature columns are matched to the
-    training columns by name (any order), and a target column present is ignored."""
-    from .checkpoint import sub_state
-    from .data import DataError, check_features, load_table
+    (``p_<label>`` columns) for a classifier, the value in the target's units for regression;
+    the model's id column, when the rows have it, comes first. Columns are matched to the
+    model's by name (any order), encoded by its input schema; a target column is ignored."""
+    from .data import DataError, load_frame
 
     path = args.checkpoint
-    net, state = _load_model(path, args.device, table=True)
+    model, state = _load_model(path, args.device, table=True)
     source = ((state or {}).get("json", {}).get("run") or {}).get("source")
-    if not isinstance(source, dict) or source.get("kind") != "table":
+    kind = source.get("kind") if isinstance(source, dict) else None
+    # A model saved from Python (Model.save) has a model record and no run source.
+    if kind != "table" and not (kind is None and "model" in (state or {}).get("json", {})):
         trained_on = (source or {}).get("dataset") or "MNIST"
         raise Failure(f"{path} was trained on {trained_on} images, not on a table, so it cannot "
                       f"predict --data rows; use --image or --test-index, or train on your "
                       f"table with python -m xpnet.train --data FILE --save MODEL")
+    target = model.target
     try:
-        names = [str(n) for n in source["feature_names"]]
-        classes = source["classes"]
-        if classes is None:
-            mean, scale = float(source["target_mean"]), float(source["target_scale"])
-        elif len(classes) != net.n_outputs:
-            raise ValueError("one label per output")
-        scaler = Scaler.from_state(sub_state(state, "scaler"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Failure(f"{path} has a damaged record of its training data ({exc}); re-train "
-                      f"and save it") from None
-    try:
-        table = load_table(args.data, target=source.get("target"), require_target=False)
-        table = check_features(table, names)
+        rows = load_frame(args.data, target=target.name, require_target=False)
+        if target.is_classifier:
+            values = model.predict_proba(rows.frame)
+        else:
+            values = model.predict(rows.frame)
     except DataError as exc:
         raise Failure(str(exc)) from exc
-    outputs = []
-    for start in range(0, table.n_samples, _BATCH):
-        x = scaler.transform(table.X[start:start + _BATCH], net.dtype)
-        out = net.predict_proba(x) if classes is not None else net.predict(x)
-        outputs.append(np.asarray(net.device.to_numpy(out), dtype=np.float64))
-    values = np.concatenate(outputs) if outputs else np.zeros((0, net.n_outputs))
-    if classes is not None:
-        header = ["prediction", *(f"p_{c}" for c in classes)]
-        rows = [[classes[int(i)], *(f"{p:.6g}" for p in row)]
-                for i, row in zip(values.argmax(axis=1), values)]
+    ids = model.inputs.ids(rows.frame)
+    id_header = [model.id_column] if ids is not None else []
+    if target.is_classifier:
+        header = [*id_header, "prediction", *(f"p_{c}" for c in target.classes)]
+        lines = [[target.classes[int(i)], *(f"{p:.6g}" for p in row)]
+                 for i, row in zip(values.argmax(axis=1), values)]
     else:
-        header = [f"predicted_{source.get('target') or 'value'}"]
-        rows = [[f"{v * scale + mean:.8g}"] for v in values.reshape(-1)]
-    _write_rows(args.out, header, rows)
+        header = [*id_header, f"predicted_{target.name or 'value'}"]
+        lines = [[f"{v:.8g}"] for v in values]
+    if ids is not None:
+        lines = [[_cell(i), *line] for i, line in zip(ids, lines)]
+    _write_rows(args.out, header, lines)
     if args.out:
-        print(f"wrote {len(rows)} predictions to {args.out}")
+        print(f"wrote {len(lines)} predictions to {args.out}")
     return EXIT_OK
+
+
+def _cell(value) -> str:
+    """An id value as it was written: text as is, a whole number without ``.0``."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if value != value else (str(int(value)) if value.is_integer() else repr(value))
+    return str(value)
 
 
 def _write_rows(out, header, rows) -> None:

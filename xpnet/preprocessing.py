@@ -48,12 +48,20 @@ class Scaler:
     def transform(self, X, dtype="float32"):
         if self.offset is None:
             raise RuntimeError("Scaler.transform called before fit")
-        out = np.asarray(as_array(X, "X"), dtype=dtype)
+        X = as_array(X, "X")
         if self.method == "none":
+            out = np.asarray(X, dtype=dtype)
             return out.copy() if out is X else out
-        out = out - np.asarray(self.offset, dtype=dtype)
-        out /= np.asarray(self.scale, dtype=dtype)
-        return out
+        if _exact_in(X.dtype, dtype):
+            # Small integers (pixels) are exact in the target dtype: no float64 copy needed.
+            out = np.asarray(X, dtype=dtype) - np.asarray(self.offset, dtype=dtype)
+            out /= np.asarray(self.scale, dtype=dtype)
+            return out
+        # Subtract in float64 before the cast, so an offset feature (a timestamp near 1.7e9)
+        # keeps its digits: in float32 it would be rounded to 128 s before the subtraction.
+        out = np.asarray(X, dtype=np.float64) - np.asarray(self.offset, dtype=np.float64)
+        out /= np.asarray(self.scale, dtype=np.float64)
+        return out.astype(dtype, copy=False)
 
     def fit_transform(self, X, dtype="float32"):
         return self.fit(X).transform(X, dtype)
@@ -71,6 +79,16 @@ class Scaler:
         s.offset = np.asarray(state["arrays"]["offset"], dtype=np.float64)
         s.scale = np.asarray(state["arrays"]["scale"], dtype=np.float64)
         return s
+
+
+def _exact_in(source, dtype) -> bool:
+    """Whether every value of dtype ``source`` is exact in the float dtype ``dtype``, and the
+    scaling may therefore be computed in ``dtype`` directly."""
+    source, dtype = np.dtype(source), np.dtype(dtype)
+    if source == dtype:
+        return source.itemsize >= 8  # float64 data into float64: nothing is lost either way
+    return source.kind in "bu" and source.itemsize <= 2 or source.kind == "i" and \
+        source.itemsize <= 2
 
 
 def stratified_split(y, fraction, seed=0):
@@ -119,3 +137,14 @@ def random_split(n, fraction, seed=0):
                          f"data or a different fraction.")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[k:]), np.sort(order[:k])
+
+
+def holdout_split(y, fraction, seed=0, stratified=True, salt=None):
+    """Indices ``(keep_idx, held_idx)``: :func:`stratified_split` by class when ``stratified``
+    (classification: ``y`` holds class indices), else :func:`random_split`. ``salt`` makes two
+    splits of one seed independent: ``xpnet.train`` holds out its test set with ``salt=1`` and
+    its dev set with none (the plain seed, as MNIST runs always had)."""
+    seed = seed if salt is None else [seed, salt]
+    if stratified:
+        return stratified_split(y, fraction, seed)
+    return random_split(len(y), fraction, seed)

@@ -37,7 +37,6 @@ from .checkpoint import (
     load_checkpoint,
     nest_states,
     network_size,
-    save,
     sub_state,
 )
 from .cli import (
@@ -52,15 +51,20 @@ from .cli import (
 )
 from .initializers import INITIALIZERS
 from .io import atomic_write
+from .metrics import Scores, confusion_matrix, score_network
+from .model import Model, ModelRecordError
 from .network import ACTIVATIONS, MLP
-from .optimizers import OPTIMIZERS, SCHEDULES, optimizer_options
-from .preprocessing import Scaler, random_split, stratified_split
+from .optimizers import OPTIMIZERS, SCHEDULES
+from .preprocessing import Scaler, holdout_split
+from .recipes import RECIPES
+from .runs import IMAGE_DATASETS, RunRecord, RunRecordError, source_record
+from .schema import MISSING_POLICIES, InputSchema
+from .targets import TASKS, Target, TargetError
 from .training import Trainer, TrainingDiverged
 
 PROG = "xpnet.train"
 MNIST_PIXELS, MNIST_CLASSES = 784, 10
-DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")  # IDX image sets: 784 pixels, 10 classes
-TASKS = ("classification", "regression")
+DATASET_NAMES = IMAGE_DATASETS  # IDX image sets: 784 pixels, 10 classes
 
 # Settings that do not depend on the data.
 DEFAULTS = {
@@ -68,27 +72,16 @@ DEFAULTS = {
     "optimizer": "adam",
     "test_fraction": 0.2,
     "seed": 0,
+    "missing": "impute",
 }
-# Settings that do. The image recipe was chosen by measurement on MNIST (bench/README.md, "Time
-# to 98%"): four epochs of Adam at 4e-3 on a cosine schedule reach 98.2% on seeds 0-4, and no
-# dev set is held out, since nothing uses it (no early stopping) and its 6000 images are worth
-# more as training data. The table recipe follows scikit-learn's MLP defaults (one hidden layer
-# of 100, Glorot initialisation, batches of 200, Adam 1e-3, up to 200 epochs, stopping when the
-# training loss has not improved by 1e-4 for 10 epochs): on small tables a dev set costs more
-# training data than early stopping on it saves (bench/own_data_compare.py).
-RECIPES = {
-    "image": {"hidden": "256,128,64", "init": "he", "batch_size": 128, "epochs": 4,
-              "patience": 0, "schedule": "cosine", "dev_fraction": 0.0, "lr": {"adam": 4e-3}},
-    "table": {"hidden": "100", "init": "xavier", "batch_size": 200, "epochs": 200,
-              "patience": 10, "schedule": "constant",
-              "dev_fraction": 0.0, "lr": {"adam": 1e-3}, "min_delta": 1e-4},
-}
+__all__ = ["RECIPES", "DEFAULTS", "build_parser", "confusion_matrix", "main"]
+# Settings that do are the recipes of xpnet.recipes (RECIPES), by the kind of data.
 OLD_DEV_FRACTION = 0.1  # the default of checkpoints that do not record theirs
 
 EPILOG = """examples:
   python -m xpnet.train --save runs/mnist.npz          # MNIST, the default recipe (~98%)
   python -m xpnet.train --data train.csv --target label --save runs/digits.npz
-  python -m xpnet.train --data houses.csv --target price --task regression --hidden 64,64
+  python -m xpnet.train --data houses.csv --target price --task regression --id house_id
 """
 
 
@@ -164,6 +157,13 @@ _layers = _sizes("--layers", "784,256,10", 2)
 _hidden = _sizes("--hidden", "256,128,64", 1)
 
 
+def _columns(text):
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise ArgumentTypeError(f"expected comma-separated column names, got {_shown(text)}")
+    return names
+
+
 def _batch_size(text):
     if text.strip().lower() == "full":
         return None
@@ -191,6 +191,18 @@ def build_parser() -> Parser:
                           "optionally X_test, y_test)")
     g.add_argument("--target", metavar="COLUMN", default="label",
                    help="the CSV column to predict")
+    g.add_argument("--id", metavar="COLUMN", default=None,
+                   help="a column that identifies the rows: kept out of the features, and "
+                        "passed through to xpnet.predict's output as its first column")
+    g.add_argument("--drop", metavar="COL,COL,...", type=_columns, default=None,
+                   help="columns to leave out of the features")
+    g.add_argument("--missing", choices=MISSING_POLICIES, default=DEFAULTS["missing"],
+                   help="missing cells (empty, NA, NaN, null): impute them from the training "
+                        "rows (the mean of a number column, the most frequent value of "
+                        "another), or refuse them")
+    g.add_argument("--test-data", metavar="PATH",
+                   help="a test file with the same columns as --data, instead of holding out "
+                        "--test-fraction of it")
     g.add_argument("--task", choices=TASKS, default="classification",
                    help="classification (integer or text labels) or regression (numbers)")
     g.add_argument("--test-fraction", metavar="F",
@@ -295,32 +307,34 @@ def _main(argv) -> int:
     resume = _resume_state(args, device) if args.resume else None
     _apply_recipe(args)
     data = _load_data(args)
-    net, seed = _build_or_resume(args, device, resume, data)
-    arrays = _prepare_arrays(args, data, net, resume, seed)
+    model, arrays = _build_model(args, device, resume, data)
+    net = model.net
     lr = args.lr if args.lr is not None else OPTIMIZERS[args.optimizer].default_lr
-    _announce(args, net, arrays, lr)
+    _announce(args, model, data, arrays, resume, lr)
     signals = interrupts()
     signals.mode = "stop"  # from here until the checkpoint is written: stop, do not abort
-    trainer, history = _train(args, net, arrays, resume, seed, lr, signals, comm)
+    trainer, history = _train(args, net, arrays, resume, args.seed, lr, signals, comm)
     if not distributed.is_root(comm):
         return EXIT_OK  # rank 0 tests, saves and reports
     _check_finite(args, net, trainer, lr)
-    test = None if history.interrupted else _test(args, net, arrays, lr)
+    test = None if history.interrupted else _test(args, model, arrays, lr)
     if args.save:
         with signals.defer():
-            _save(args, net, trainer, arrays)
+            _save(args, model, trainer, arrays)
     if signals.signal_exit_code is not None:
         signals.mode = "ignore"  # the rest of a burst of Ctrl-C changes nothing now
         return _report_stop(args, trainer, history, signals)
     signals.mode = "abort"
-    _report(args, test, history, device, trainer, arrays)
-    _write_outputs(args, test, history, net, trainer, arrays, device)
+    _report(args, test, history, device, trainer, arrays, model)
+    _write_outputs(args, test, history, model, trainer, arrays, device)
     return EXIT_OK
 
 
 # Settings that define a run, as (flag, args attribute); a resumed run takes them all from its
 # checkpoint, and an explicitly given flag that disagrees is a usage error.
 RUN_SETTINGS = [("--dataset", "dataset"), ("--data", "data"), ("--target", "target"),
+                ("--id", "id"), ("--drop", "drop"), ("--missing", "missing"),
+                ("--test-data", "test_data"),
                 ("--task", "task"), ("--test-fraction", "test_fraction"), ("--layers", "layers"),
                 ("--activation", "activation"), ("--init", "init"),
                 ("--l2", "l2"), ("--dropout", "dropout"), ("--batch-norm", "batch_norm"),
@@ -350,6 +364,21 @@ def _parse_args(argv):
                          f"{MNIST_CLASSES} (classes) for {args.dataset or 'mnist'}; got "
                          f"{','.join(map(str, args.layers))} (or give only the hidden sizes "
                          f"with --hidden)")
+    table_flags = [flag for flag in ("--id", "--drop", "--test-data")
+                   if flag[2:].replace("-", "_") in args.explicit]
+    if args.data is None and table_flags and args.resume is None:
+        raise UsageError(f"{table_flags[0]} is for your own table (--data FILE); the image "
+                         f"datasets have no columns")
+    if args.drop and args.target in args.drop:
+        raise UsageError(f"--drop names the target column {args.target!r}; the target is "
+                         f"never a feature, so leave it out of --drop (or choose another "
+                         f"--target)")
+    if args.id is not None and args.id == args.target:
+        raise UsageError(f"--id names the target column {args.target!r}; give the column "
+                         f"that identifies the rows")
+    if args.test_data and "test_fraction" in args.explicit:
+        raise UsageError("--test-data and --test-fraction both give the test set; give one of "
+                         "them")
     if args.data is None and args.task == "regression" and args.resume is None:
         raise UsageError("--task regression needs your own numeric targets (--data FILE "
                          "--target COLUMN); the image datasets are classification")
@@ -432,9 +461,11 @@ def _check_collisions(args, outputs):
     from .data.mnist import FILE_NAMES
 
     for flag, path in outputs:
-        if args.data and same_file(path, args.data):
-            raise UsageError(f"{flag} {path} is the --data file, which it would overwrite; "
-                             f"choose another file")
+        for input_flag in ("--data", "--test-data"):
+            given = getattr(args, input_flag[2:].replace("-", "_"))
+            if given and same_file(path, given):
+                raise UsageError(f"{flag} {path} is the {input_flag} file, which it would "
+                                 f"overwrite; choose another file")
     if args.data is not None:
         return
     data_dir = resolve_data_dir(args.data_dir, args.dataset or "mnist")
@@ -469,51 +500,89 @@ def _say(args, *parts):
 
 @dataclasses.dataclass
 class _Data:
-    """The run's data on the host, targets encoded: class indices ``0..k-1`` (int) for
-    classification, float64 values for regression. ``classes`` maps an index back to the
-    original label; ``X_test``/``y_test`` are the source's own test split or a held-out part."""
+    """The run's data on the host, before any encoding: the training and test rows (uint8
+    pixels for an image dataset, a :class:`~xpnet.data.Frame` of columns for a table) and
+    their raw targets. ``target`` is fitted on every training label (classification) and None
+    for regression (fitted later, on the training part only); ``codes`` are the training rows'
+    class indices, for stratified splits."""
 
-    X_train: np.ndarray  # (n, d)
-    y_train: np.ndarray  # (n,)
-    X_test: np.ndarray
+    train: Any
+    y_train: np.ndarray
+    test: Any
     y_test: np.ndarray
     kind: str  # "image" (IDX pixels) or "table" (--data)
     name: str  # for messages: the dataset or the file
-    classes: list | None  # original labels, JSON-ready; None for regression
-    class_names: list | None  # display names (Fashion-MNIST's "Trouser", ...), else None
-    feature_names: list | None
-    test_source: str  # "given" or "held out"
+    target: Target | None
+    codes: np.ndarray | None
+    test_source: str  # "given", "held out" or "--test-data"
 
     @property
-    def n_outputs(self) -> int:
-        return 1 if self.classes is None else len(self.classes)
+    def n_train(self) -> int:
+        return len(self.y_train)
 
 
 def _load_data(args) -> _Data:
     """The data on the host: an IDX dataset (downloaded and verified first if missing, then
-    cut by the test hook) or ``--data``; targets encoded for ``--task``; a test split held out
-    when the source has none."""
+    cut by the test hook) or ``--data`` as written (numbers, text, missing cells), with the
+    ``--test-data`` file, the NPZ's own test split or a held-out part as the test set."""
     if args.data is None:
         return _load_images(args)
-    from .data import DataError, load_table
+    from .data import DataError, load_frame
 
     try:
-        table = load_table(args.data, target=args.target)
+        table = load_frame(args.data, target=args.target)
+        test = load_frame(args.test_data, target=args.target) if args.test_data else table.test
     except DataError as exc:
         raise Failure(str(exc)) from exc
-    y_test = getattr(table, "y_test", None)
-    X_test = getattr(table, "X_test", None) if y_test is not None else None
-    classes, y, y_test = _encode_targets(args, table.y, y_test)
-    test_source = "given"
-    if X_test is None:
-        train_idx, test_idx = _split(y, args.test_fraction, args.seed, classes is not None,
-                                     "--test-fraction", salt=1)
-        X, X_test, y, y_test = table.X[train_idx], table.X[test_idx], y[train_idx], y[test_idx]
-        test_source = "held out"
+    if args.test_data:
+        _check_same_columns(args, table.frame.names, test.frame.names)
+    what = f"the target column {args.target!r} of {args.data}"
+    target = codes = None
+    if args.task == "classification":
+        target = _library_call(Target.fit, table.y, "classification", name=args.target,
+                               what=what)
+        codes = target.encode(table.y)
     else:
-        X = table.X
-    return _Data(X, y, X_test, y_test, "table", os.path.basename(args.data), classes, None,
-                 list(table.feature_names), test_source)
+        _library_call(Target.fit, table.y, "regression", name=args.target, what=what)
+    if test is not None:
+        if target is not None:
+            where = f"the target column {args.target!r} of {test.path}"
+            _library_call(target.encode, test.y, what=where)
+        elif test.y.dtype.kind not in "iuf":
+            raise Failure(f"the target column {args.target!r} of {test.path} holds text; "
+                          f"regression needs numbers")
+        return _Data(table.frame, table.y, test.frame, test.y, "table",
+                     os.path.basename(args.data), target, codes,
+                     "--test-data" if args.test_data else "given")
+    keep, held = _split(codes if codes is not None else table.y, args.test_fraction, args.seed,
+                        codes is not None, "--test-fraction", salt=1)
+    return _Data(table.frame.take(keep), table.y[keep], table.frame.take(held), table.y[held],
+                 "table", os.path.basename(args.data), target,
+                 None if codes is None else codes[keep], "held out")
+
+
+def _library_call(function, *args, **kwargs):
+    """A library call whose :class:`~xpnet.data.DataError` is the run's one-line failure (a
+    usage error when the fix is another ``--task``)."""
+    from .data import DataError
+
+    try:
+        return function(*args, **kwargs)
+    except TargetError as exc:
+        raise (UsageError if exc.usage else Failure)(str(exc)) from None
+    except DataError as exc:
+        raise Failure(str(exc)) from None
+
+
+def _check_same_columns(args, train, test):
+    missing = [n for n in train if n not in set(test)]
+    extra = [n for n in test if n not in set(train)]
+    if missing or extra:
+        parts = ([f"lacks {', '.join(missing[:5])}"] if missing else []) + \
+            ([f"has {', '.join(extra[:5])} besides"] if extra else [])
+        raise Failure(f"--test-data {args.test_data} {' and '.join(parts)} the columns of "
+                      f"{args.data}; the test file needs the same columns as the training "
+                      f"file (in any order)")
 
 
 def _load_images(args) -> _Data:
@@ -521,8 +590,10 @@ def _load_images(args) -> _Data:
 
     data = _read_dataset(args)
     names = list(getattr(DATASETS[args.dataset], "classes", range(MNIST_CLASSES)))
+    target = Target("classification", classes=list(range(MNIST_CLASSES)),
+                    class_names=[str(n) for n in names])
     return _Data(data.X_train, data.y_train, data.X_test, data.y_test, "image", args.dataset,
-                 list(range(MNIST_CLASSES)), [str(n) for n in names], None, "given")
+                 target, data.y_train, "given")
 
 
 def _read_dataset(args):
@@ -537,66 +608,18 @@ def _read_dataset(args):
     return _subset(data)
 
 
-def _encode_targets(args, y, y_test):
-    """``(classes, y, y_test)``: class indices and the labels they stand for, or float64
-    values and ``classes=None`` for ``--task regression``."""
-    what = f"the target column {args.target!r} of {args.data}"
-    if args.task == "regression":
-        if y.dtype.kind not in "iuf" or (y_test is not None and y_test.dtype.kind not in "iuf"):
-            example = next(v for v in y if not _is_number(v))
-            raise Failure(f"{what} holds text such as {str(example)[:20]!r}; regression needs "
-                          f"numbers (drop --task regression to classify the labels)")
-        return None, y.astype(np.float64), None if y_test is None else y_test.astype(np.float64)
-    if y.dtype.kind == "f":
-        fractional = y[np.isfinite(y) & (y != np.round(y))]
-        if fractional.size:
-            raise UsageError(f"{what} holds non-integer numbers such as {fractional[0]:g}; "
-                             f"pass --task regression to predict numbers")
-    classes, codes = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise Failure(f"{what} has a single class ({_label(classes[0])}); classification "
-                      f"needs at least two")
-    if len(classes) > MAX_CLASSES:
-        raise Failure(f"{what} has {len(classes)} different values, more than the "
-                      f"{MAX_CLASSES} classes a classifier may have; pass --task regression "
-                      f"if they are numbers to predict")
-    if y_test is not None:
-        index = np.clip(np.searchsorted(classes, y_test), 0, len(classes) - 1)
-        unseen = y_test[classes[index] != y_test]
-        if unseen.size:
-            raise Failure(f"y_test in {args.data} has labels the training set lacks, such as "
-                          f"{_label(unseen[0])}; every test label must occur in y")
-        y_test = index
-    return [_label(c) for c in classes], codes.reshape(-1).astype(np.int64), y_test
-
-
-MAX_CLASSES = 10_000
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating))
-
-
-def _label(value):
-    """A label as JSON stores it: int, float or str."""
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return int(value) if float(value).is_integer() else float(value)
-    return str(value)
-
-
 def _split(y, fraction, seed, stratified, flag, salt):
-    """``(keep_idx, held_idx)``: stratified by class for classification, else a seeded random
-    cut. ``salt`` makes the test and dev splits of one seed independent (the dev split keeps
-    the plain seed, as MNIST runs always had)."""
-    seed = seed if salt is None else [seed, salt]
+    """:func:`~xpnet.preprocessing.holdout_split`, its error a one-line failure naming
+    ``flag``."""
     try:
-        if stratified:
-            return stratified_split(y, fraction, seed)
-        return random_split(len(y), fraction, seed)
+        return holdout_split(y, fraction, seed, stratified, salt)
     except ValueError as exc:
         raise Failure(f"{flag} {fraction:g}: {exc}") from None
+
+
+def _take(rows, index):
+    return rows.take(index) if hasattr(rows, "take") and not isinstance(rows, np.ndarray) \
+        else rows[index]
 
 
 def _subset(data):
@@ -618,46 +641,12 @@ def _subset(data):
                                X_test=data.X_test[:n // 6], y_test=data.y_test[:n // 6])
 
 
-def _build_or_resume(args, device, resume, data):
-    """``(net, seed)``: the net in ``--resume`` and the seed its run was started with (so the
-    dev split and batch order repeat), or a new net from the flags, sized for ``data``."""
-    n_in, n_out = data.X_train.shape[1], data.n_outputs
-    head = "softmax" if data.classes is not None else "identity"
-    if resume is not None:
-        net = resume.net
-        if net.n_features_in != n_in or net.n_outputs != n_out or net.head.name != head:
-            raise Failure(f"the model in {args.resume} ({net.n_features_in} inputs, "
-                          f"{net.n_outputs} {net.head.name} outputs) does not fit {data.name} "
-                          f"({n_in} features, {n_out} {head} outputs); resume it with the data "
-                          f"it was trained on")
-        return net, args.seed
-    if args.layers is not None:
-        if args.layers[0] != n_in or args.layers[-1] != n_out:
-            raise UsageError(f"--layers must start with {n_in} (the features of {data.name}) "
-                             f"and end with {n_out} ({_outputs_word(data)}); got "
-                             f"{','.join(map(str, args.layers))} (or give only the hidden "
-                             f"sizes with --hidden)")
-        layers = args.layers
-    else:
-        layers = [n_in, *args.hidden, n_out]
-    args.layers = layers  # what the metrics and the resume check record
-    net = MLP(layers, activation=args.activation, output=head, init=args.init,
-              l2=args.l2, dtype=args.dtype, device=device, seed=args.seed,
-              batch_norm=args.batch_norm, dropout=args.dropout)
-    return net, args.seed
-
-
-def _outputs_word(data) -> str:
-    return "one output for regression" if data.classes is None else \
-        f"one output per class: {len(data.classes)}"
-
-
 @dataclasses.dataclass
 class _Resume:
     """A run to continue: its net, its run state (``{"json", "arrays"}``) and the Trainer
     options that the command line does not set (min_delta, schedule shape, optimizer's)."""
 
-    net: Any
+    model: Model
     state: dict
     trainer_options: dict
     train_samples: int | None
@@ -665,57 +654,36 @@ class _Resume:
 
 def _resume_state(args, device) -> _Resume:
     """Read ``--resume`` and make ``args`` the run's own settings: each setting that defines the
-    run comes from the checkpoint, an explicitly given flag that disagrees is a usage error
-    (exit 2, naming the flag), and only ``--epochs`` (default: the run's own) may change, with
-    the device and the outputs."""
+    run comes from the checkpoint (:class:`~xpnet.runs.RunRecord`), an explicitly given flag
+    that disagrees is a usage error (exit 2, naming the flag), and only ``--epochs`` (default:
+    the run's own) may change, with the device, the outputs and the path of a moved table."""
     path = args.resume
     try:
         net, state = load_checkpoint(path, device=device)
     except CheckpointError as exc:
         raise Failure(str(exc)) from exc
-    if state is None or not isinstance(state["json"].get("trainer"), dict):
-        raise Failure(f"{path} holds a model but no run state, so it cannot be resumed; "
-                      f"train from scratch or pass a checkpoint saved by xpnet.train --save")
     if getattr(net, "layer_sizes", None) is None or net.head.name not in ("softmax", "identity"):
         raise Failure(f"{path} does not hold a model xpnet.train trains (an MLP with softmax "
                       f"outputs, or one identity output for regression), so it cannot be "
                       f"resumed")
-    js = state["json"]
-    field = _field_reader(path)
-    tcfg = field(js, "trainer.trainer", dict)
-    schedule = field(js, "trainer.trainer.schedule", dict)
-    config = net.config()
-    saved = {
-        "layers": config["layer_sizes"], "activation": config["activation"],
-        "init": config["init"], "l2": config["l2"], "dropout": config["dropout"],
-        "batch_norm": config["batch_norm"], "dtype": config["dtype"],
-        "optimizer": field(js, "trainer.trainer.optimizer", str),
-        "lr": field(js, "trainer.trainer.schedule.lr", float),
-        "schedule": field(js, "trainer.trainer.schedule.kind", str),
-        "batch_size": field(js, "trainer.trainer.batch_size", (int, type(None))),
-        "patience": field(js, "trainer.trainer.patience", int),
-        "seed": field(js, "trainer.trainer.seed", int),
-        "standardize": field(js, "scaler.method", str) == "standard",
-    }
-    done = field(js, "trainer.epoch", int)
-    planned = field(js, "trainer.trainer.epochs", int)
-    run_info = js.get("run") if isinstance(js.get("run"), dict) else {}
-    saved.update(_saved_source(path, run_info, net))
-    dev_fraction = run_info.get("dev_fraction")
-    if isinstance(dev_fraction, (int, float)) and not isinstance(dev_fraction, bool) \
-            and 0 <= dev_fraction < 1:
-        saved["dev_fraction"] = float(dev_fraction)
-    elif _history_without_dev(js):
-        saved["dev_fraction"] = 0.0
-    elif "dev_fraction" not in args.explicit:
+    try:
+        model = Model.from_state(net, state)
+        given = {attr: getattr(args, attr) for attr in ("data", "test_data")
+                 if attr in args.explicit}
+        record = RunRecord.read(path, net, model, state, given)
+    except ModelRecordError as exc:
+        raise Failure(f"{path}: {exc}, so it cannot be resumed") from None
+    except RunRecordError as exc:
+        raise Failure(str(exc)) from None
+    saved = record.settings
+    if "dev_fraction" not in saved and "dev_fraction" not in args.explicit:
         args.dev_fraction = OLD_DEV_FRACTION
         _say(args, f"note: {path} does not record its --dev-fraction (it was saved by an older "
                    f"xpnet); assuming {args.dev_fraction}")
-    if saved["optimizer"] not in OPTIMIZERS:
-        raise Failure(f"{path} has run state for an unknown optimizer "
-                      f"{saved['optimizer']!r:.40}; it cannot be resumed")
-    if "data" in args.explicit and saved["data"] and same_file(args.data, saved["data"]):
-        saved["data"] = args.data  # the same file, named another way
+    for attr in ("data", "test_data"):
+        if attr in args.explicit and saved.get(attr) and same_file(getattr(args, attr),
+                                                                    saved[attr]):
+            saved[attr] = getattr(args, attr)  # the same file, named another way
     if "hidden" in args.explicit and args.hidden != saved["layers"][1:-1]:
         raise UsageError(f"--hidden {_flag_value(args.hidden)} (the run used "
                          f"{_flag_value(saved['layers'][1:-1])}): a resumed run keeps the "
@@ -731,70 +699,13 @@ def _resume_state(args, device) -> _Resume:
     for attr, value in saved.items():
         setattr(args, attr, value)
     if "epochs" not in args.explicit:
-        args.epochs = planned
-    if args.epochs <= done:
+        args.epochs = record.epochs_planned
+    if args.epochs <= record.epochs_done:
         how = ("pass a larger --epochs" if "epochs" in args.explicit else
-               f"pass --epochs N with N > {done}")
-        raise UsageError(f"--epochs {args.epochs}: the run in {path} has already trained {done} "
-                         f"epochs; {how} to train it further")
-    names = optimizer_options(saved["optimizer"])[1:]
-    options = {"min_delta": field(js, "trainer.trainer.min_delta", float),
-               "restore_best": field(js, "trainer.trainer.restore_best", bool),
-               "step_size": schedule.get("step_size"), "gamma": schedule.get("gamma", 0.1),
-               **{name: tcfg[name] for name in names if name in tcfg}}
-    samples = run_info.get("train_samples")
-    return _Resume(net, state, options, samples if isinstance(samples, int) else None)
-
-
-def _saved_source(path, run_info, net) -> dict:
-    """The data settings a checkpoint's run was trained with; a checkpoint from before
-    ``--data`` trained MNIST."""
-    source = run_info.get("source")
-    if source is None:
-        return {"dataset": "mnist", "data": None, "task": "classification"}
-    ok = isinstance(source, dict) and source.get("task") in TASKS and (
-        source.get("dataset") in DATASET_NAMES and source.get("data") is None
-        or isinstance(source.get("data"), str) and source.get("dataset") is None)
-    if not ok:
-        raise Failure(f"{path} has a damaged run-state entry 'run.source', so it cannot be "
-                      f"resumed")
-    out = {"dataset": source.get("dataset"), "data": source.get("data"),
-           "task": source["task"]}
-    if isinstance(source.get("target"), str):
-        out["target"] = source["target"]
-    fraction = source.get("test_fraction")
-    if isinstance(fraction, float) and 0 < fraction < 1:
-        out["test_fraction"] = fraction
-    return out
-
-
-def _field_reader(path):
-    """``field(d, "a.b.c", types)``: a value of the run state, or a one-line Failure saying
-    which entry is missing or damaged (the checkpoint was then not written by this program)."""
-    def field(d, dotted, types):
-        value = d
-        for part in dotted.split("."):
-            if not isinstance(value, dict) or part not in value:
-                raise Failure(f"{path} lacks the run-state entry {dotted!r}, so it cannot be "
-                              f"resumed; it is damaged or was not saved by xpnet.train --save")
-            value = value[part]
-        allowed = types if isinstance(types, tuple) else (types,)
-        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            ok, value = True, float(value)
-        if not ok or (isinstance(value, float) and not math.isfinite(value)):
-            raise Failure(f"{path} has a damaged run-state entry {dotted!r} "
-                          f"({_flag_value(value)}), so it cannot be resumed")
-        return value
-
-    return field
-
-
-def _history_without_dev(js) -> bool:
-    history = js.get("trainer", {}).get("history") if isinstance(js.get("trainer"), dict) \
-        else None
-    values = history.get("val_loss") if isinstance(history, dict) else None
-    return isinstance(values, list) and all(v is None for v in values)
+               f"pass --epochs N with N > {record.epochs_done}")
+        raise UsageError(f"--epochs {args.epochs}: the run in {path} has already trained "
+                         f"{record.epochs_done} epochs; {how} to train it further")
+    return _Resume(model, state, record.trainer_options, record.train_samples)
 
 
 def _flag_value(value) -> str:
@@ -810,11 +721,9 @@ def _flag_value(value) -> str:
 
 @dataclasses.dataclass
 class _Arrays:
-    """The run's data, scaled by ``scaler`` and on the device; ``X_dev``/``y_dev`` are None
-    without a dev set. ``train_samples``: training samples before the dev split. Regression
-    targets are standardised on the device: ``y = (value - target_mean) / target_scale``."""
+    """The run's data, encoded by the model and on the device; ``X_dev``/``y_dev`` are None
+    without a dev set. ``train_samples``: training samples before the dev split."""
 
-    scaler: Scaler
     X_train: Any
     y_train: Any
     X_dev: Any
@@ -823,87 +732,96 @@ class _Arrays:
     y_test: Any
     train_samples: int
     dev_fraction: float
-    data: _Data
-    target_mean: float = 0.0
-    target_scale: float = 1.0
 
 
-def _prepare_arrays(args, data, net, resume, seed) -> _Arrays:
-    """Split off the dev set, scale with statistics of the training part only (or the resumed
-    run's), and send every array to the device once, before training."""
-    X, y = data.X_train, data.y_train
+def _build_model(args, device, resume, data) -> tuple[Model, _Arrays]:
+    """Split off the dev set; fit the model's input schema and target on the training part
+    (or take the resumed run's model); build its network from the flags; then encode every
+    part and send it to the device once, before training."""
     if resume is not None and resume.train_samples is not None \
-            and resume.train_samples != len(y):
+            and resume.train_samples != data.n_train:
         raise Failure(f"the run in {args.resume} trained on {resume.train_samples} training "
-                      f"samples but this one has {len(y)} (XPNET_MNIST_SUBSET, or other data); "
-                      f"resume it with the same data")
-    X_dev = y_dev = None
+                      f"samples but this one has {data.n_train} (XPNET_MNIST_SUBSET, or other "
+                      f"data); resume it with the same data")
+    X, y, X_dev, y_dev = data.train, data.y_train, None, None
     if args.dev_fraction > 0:
-        train_idx, dev_idx = _split(y, args.dev_fraction, seed, data.classes is not None,
-                                    "--dev-fraction", salt=None)
-        X, y, X_dev, y_dev = X[train_idx], y[train_idx], X[dev_idx], y[dev_idx]
-    if resume is not None:
-        try:
-            scaler = Scaler.from_state(sub_state(resume.state, "scaler"))
-            scaler.transform(X[:1], net.dtype)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise Failure(f"{args.resume} has a damaged input scaler ({type(exc).__name__}: "
-                          f"{exc}), so it cannot be resumed") from None
-    else:
-        # Tables mix units (years, dollars, ratios), so each feature is standardised; pixels
-        # share one unit and map to [0, 1] unless --standardize.
-        method = "standard" if args.standardize or data.kind == "table" else "unit"
-        scaler = Scaler(method).fit(X)
-    mean, scale = _target_stats(args, data, y, resume)
+        stratify = data.codes if data.codes is not None else y
+        train_idx, dev_idx = _split(stratify, args.dev_fraction, args.seed,
+                                    data.codes is not None, "--dev-fraction", salt=None)
+        X, y, X_dev, y_dev = _take(X, train_idx), y[train_idx], _take(X, dev_idx), y[dev_idx]
+    model = resume.model if resume is not None else _new_model(args, device, data, X, y)
+    net = model.net
 
-    def targets(values):
-        if data.classes is not None:
-            return values
-        return ((values - mean) / scale).astype(net.dtype)
+    def encode(rows, values, what):
+        inputs = _library_call(model.transform, rows)
+        targets = _library_call(model.target.encode, values, what=what)
+        if not model.target.is_classifier:
+            targets = targets.astype(net.dtype)
+        return net.device.send(inputs), net.device.send(targets)
 
-    send = net.device.send
-    X_train, y_train = send(scaler.transform(X, net.dtype)), send(targets(y))
+    where = f"the target of {data.name}"
+    X_train, y_train = encode(X, y, where)
     if X_dev is not None:
-        X_dev, y_dev = send(scaler.transform(X_dev, net.dtype)), send(targets(y_dev))
-    X_test, y_test = send(scaler.transform(data.X_test, net.dtype)), send(targets(data.y_test))
-    return _Arrays(scaler, X_train, y_train, X_dev, y_dev, X_test, y_test, len(data.y_train),
-                   args.dev_fraction, data, mean, scale)
+        X_dev, y_dev = encode(X_dev, y_dev, where)
+    X_test, y_test = encode(data.test, data.y_test, f"the test set's target ({data.name})")
+    return model, _Arrays(X_train, y_train, X_dev, y_dev, X_test, y_test, data.n_train,
+                          args.dev_fraction)
 
 
-def _target_stats(args, data, y, resume):
-    """``(mean, scale)`` of the regression targets of the training part (the resumed run's
-    own when resuming); ``(0, 1)`` for classification."""
-    if data.classes is not None:
-        return 0.0, 1.0
-    if resume is not None:
-        source = resume.state["json"].get("run", {}).get("source", {})
-        mean, scale = source.get("target_mean"), source.get("target_scale")
-        if not (_is_number(mean) and _is_number(scale) and math.isfinite(mean)
-                and math.isfinite(scale) and scale > 0):
-            raise Failure(f"{args.resume} has damaged target statistics, so it cannot be "
-                          f"resumed")
-        return float(mean), float(scale)
-    std = float(np.std(y))
-    return float(np.mean(y)), std if std > 0 else 1.0
+def _new_model(args, device, data, X, y) -> Model:
+    """A new model for the training part ``(X, y)``: images keep 784 pixel columns scaled to
+    [0, 1] (or standardised); tables get their columns' schema (ids, drops, kinds, missing
+    cells, one-hot); the network's sizes come from the data and the flags."""
+    if data.kind == "image":
+        scaler = Scaler("standard" if args.standardize else "unit").fit(X)
+        inputs = InputSchema.numeric([f"pixel{j}" for j in range(X.shape[1])], scaler)
+    else:
+        inputs = _library_call(InputSchema.fit, X, id=args.id, drop=args.drop or (),
+                               missing=args.missing)
+    target = data.target or _library_call(Target.fit, y, "regression", name=args.target)
+    n_in, n_out = inputs.n_inputs, target.n_outputs
+    if args.layers is not None:
+        if args.layers[0] != n_in or args.layers[-1] != n_out:
+            outputs = ("one output for regression" if not target.is_classifier else
+                       f"one output per class: {n_out}")
+            raise UsageError(f"--layers must start with {n_in} (the inputs of {data.name}) "
+                             f"and end with {n_out} ({outputs}); got "
+                             f"{','.join(map(str, args.layers))} (or give only the hidden "
+                             f"sizes with --hidden)")
+        layers = args.layers
+    else:
+        layers = [n_in, *args.hidden, n_out]
+    n = network_size("MLP", {"layer_sizes": layers})
+    if n is None or n * np.dtype(args.dtype).itemsize > MAX_NETWORK_BYTES:
+        raise UsageError(f"the network {','.join(map(str, layers))} would need more than the "
+                         f"{MAX_NETWORK_BYTES} bytes of parameters a checkpoint may hold; use "
+                         f"fewer or smaller hidden layers")
+    args.layers = layers  # what the metrics and the resume check record
+    net = MLP(layers, activation=args.activation, output=target.head, init=args.init,
+              l2=args.l2, dtype=args.dtype, device=device, seed=args.seed,
+              batch_norm=args.batch_norm, dropout=args.dropout)
+    return Model(net, inputs, target)
 
 
-def _announce(args, net, arrays, lr):
-    """The data, the model and the training plan, before the first epoch."""
-    data = arrays.data
-    n_dev = 0 if arrays.y_dev is None else len(arrays.y_dev)
+def _announce(args, model, data, arrays, resume, lr):
+    """The data, its columns, the model and the training plan, before the first epoch."""
+    net, n_dev = model.net, 0 if arrays.y_dev is None else len(arrays.y_dev)
     if data.kind == "table":
-        what = (f"{len(data.classes)} classes" if data.classes is not None
-                else f"regression of {args.target!r}")
-        held = f", test set: {args.test_fraction:g} held out" if data.test_source == \
-            "held out" else ""
-        _say(args, f"data: {args.data}: {data.X_train.shape[1]} features, {what}, inputs "
-                   f"standardised{held}")
+        rows = data.n_train + (len(data.y_test) if data.test_source == "held out" else 0)
+        held = {"held out": f", test set: {args.test_fraction:g} held out",
+                "--test-data": f", test set: {args.test_data} ({len(data.y_test)} rows)",
+                "given": f", test set: its own ({len(data.y_test)} rows)"}[data.test_source]
+        _say(args, f"data: {args.data}: {rows} rows, {model.target.describe()}{held}")
+        for line in model.inputs.describe():
+            _say(args, line)
+        for note in model.target.notes:
+            _say(args, f"note: {note}")
     _say(args, f"model: {net}")
     _say(args, f"train: {len(arrays.y_train)} samples, dev: {n_dev}, "
                f"test: {len(arrays.y_test)}; optimizer {args.optimizer} lr {lr:g} "
                f"schedule {args.schedule} batch {args.batch_size or 'full'} epochs {args.epochs}"
-               + (f" (early stop after {args.patience} without a lower dev loss)"
-                  if args.patience and n_dev else ""))
+               + (f" (early stop after {args.patience} without a lower "
+                  f"{'dev' if n_dev else 'training'} loss)" if args.patience else ""))
 
 
 def _train(args, net, arrays, resume, seed, lr, signals, comm=None):
@@ -978,37 +896,28 @@ def _check_finite(args, net, trainer, lr):
                       f"standardise the inputs.{_not_written(args)}")
 
 
-def _save(args, net, trainer, arrays):
-    """The model with its run state (trainer, scaler, the data source and the label mapping),
-    so ``--resume`` can continue it with every setting it was started with and
-    ``xpnet.predict`` can give back the original labels."""
+def _save(args, model, trainer, arrays):
+    """The model (network, input schema, labels or target statistics) with its run state
+    (trainer, the data's paths and SHA-256, the splits), so ``--resume`` can continue it with
+    every setting it was started with and ``xpnet.predict`` gives back the original labels."""
     run_state = {"json": {"dev_fraction": arrays.dev_fraction,
                           "train_samples": arrays.train_samples,
-                          "source": _source_record(args, arrays)}, "arrays": {}}
-    state = nest_states(trainer=trainer.state_dict(), scaler=arrays.scaler.state(),
-                        run=run_state)
+                          "source": _source_record(args, digests=True)}, "arrays": {}}
+    state = nest_states(trainer=trainer.state_dict(), run=run_state)
     _say(args, f"saving {args.save} ...")
     try:
-        path = save(net, args.save, training_state=state)
+        path = model.save(args.save, training_state=state)
     except CheckpointError as exc:
         raise Failure(str(exc)) from exc
     _say(args, f"saved {path}")
 
 
-def _source_record(args, arrays) -> dict:
-    """What the run was trained on, for resuming and predicting: the dataset or the file (as
-    given), the task, the label of each output (classification) or the target statistics
-    (regression), and the feature names of a table."""
-    data = arrays.data
-    record = {"dataset": args.dataset if data.kind == "image" else None,
-              "data": args.data, "task": args.task, "test_fraction": args.test_fraction,
-              "kind": data.kind, "classes": data.classes, "class_names": data.class_names,
-              "feature_names": data.feature_names}
-    if data.kind == "table":
-        record["target"] = args.target
-    if data.classes is None:
-        record.update(target_mean=arrays.target_mean, target_scale=arrays.target_scale)
-    return record
+def _source_record(args, digests=False) -> dict:
+    """What the run was trained on (:func:`~xpnet.runs.source_record`)."""
+    return source_record(dataset=args.dataset, data=args.data, task=args.task,
+                         target=args.target, test_fraction=args.test_fraction, id=args.id,
+                         drop=args.drop, missing=args.missing, test_data=args.test_data,
+                         digests=digests)
 
 
 def _report_stop(args, trainer, history, signals) -> int:
@@ -1024,61 +933,27 @@ def _report_stop(args, trainer, history, signals) -> int:
     return signals.signal_exit_code
 
 
-@dataclasses.dataclass
-class _TestResult:
-    """The test pass, on the host: mean data loss (on the standardised targets for
-    regression), accuracy and the confusion matrix, or R^2 and RMSE in the target's units."""
-
-    loss: float
-    accuracy: float | None = None
-    confusion: np.ndarray | None = None  # host (k, k) int array
-    r2: float | None = None
-    rmse: float | None = None
-
-
-def _test(args, net, arrays, lr) -> _TestResult:
+def _test(args, model, arrays, lr) -> Scores:
     """Test metrics from one inference pass on the device; a test loss that is not finite
     means the run diverged, and nothing is saved."""
-    device, y_test = net.device, arrays.y_test
-    k = arrays.data.n_outputs
-    with device.activate(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss_sum, correct, pred = net.evaluate_device(arrays.X_test, y_test, batch_size=10000,
-                                                      predictions=True)
-        if net.head.is_classifier:
-            confusion = device.to_numpy(confusion_matrix(device.xp, y_test, pred, k))
-    m = len(y_test)
-    if net.head.is_classifier:
-        result = _TestResult(float(loss_sum) / m, float(correct) / m, confusion)
-    else:
-        # R^2 and RMSE in the target's own units: the scale cancels in R^2.
-        error = device.to_numpy(pred).reshape(-1) - device.to_numpy(y_test).reshape(-1)
-        truth = device.to_numpy(y_test).reshape(-1).astype(np.float64)
-        sse = float(np.sum(error.astype(np.float64) ** 2))
-        sst = float(np.sum((truth - truth.mean()) ** 2))
-        r2 = 1.0 - sse / sst if sst > 0 else float("nan")
-        result = _TestResult(float(loss_sum) / m, r2=r2,
-                             rmse=math.sqrt(sse / m) * arrays.target_scale)
-    if not math.isfinite(result.loss):
+    scores = score_network(model.net, arrays.X_test, arrays.y_test,
+                           target_scale=model.target.scale)
+    if not math.isfinite(scores.loss):
         raise Failure(f"training diverged: the final parameters give a test loss of "
-                      f"{result.loss}; lower the learning rate (now {lr:g}) or standardise the "
+                      f"{scores.loss}; lower the learning rate (now {lr:g}) or standardise the "
                       f"inputs.{_not_written(args)}")
-    return result
-
-
-def confusion_matrix(xp, y_true, y_pred, k):
-    """``C[i, j]`` = samples of class ``i`` predicted as ``j``, computed on the device."""
-    return xp.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    return scores
 
 
 MAX_CONFUSION_CLASSES = 20  # wider matrices do not fit a terminal; --metrics-json has them
 
 
-def _report(args, test, history, device, trainer, arrays):
+def _report(args, test, history, device, trainer, arrays, model):
     """The confusion matrix (unless --quiet or too many classes) and the one summary line
     (always), saying which epoch's weights were tested and saved."""
-    data = arrays.data
+    target = model.target
     if test.confusion is not None and len(test.confusion) <= MAX_CONFUSION_CLASSES:
-        names = [_short(c) for c in (data.class_names or data.classes)]
+        names = [_short(c) for c in (target.class_names or target.classes)]
         width = max(5, *(len(n) for n in names))
         _say(args, "confusion matrix (rows: true class, columns: predicted):")
         _say(args, " " * (width + 3) + " ".join(f"{n:>{width}}" for n in names))
@@ -1106,10 +981,11 @@ def _short(label) -> str:
 
 def _weights_used(trainer, history, has_dev) -> str:
     """Which weights the test (and ``--save``) used: the last epoch's, or the best dev epoch's
-    when early stopping restored them."""
+    when early stopping on a dev set restored them. Without a dev set nothing is restored (as
+    in scikit-learn, which keeps the last weights when it stops on the training loss)."""
     last = history.epoch[-1] if len(history) else trainer.epoch
     best = history.best_epoch
-    restored = trainer.restore_best and best is not None and best != last \
+    restored = has_dev and trainer.restore_best and best is not None and best != last \
         and not history.interrupted
     loss = "dev loss" if has_dev else "training loss"
     if restored:
@@ -1131,22 +1007,19 @@ def _json_ready(value):
     return value
 
 
-def _write_outputs(args, test, history, net, trainer, arrays, device):
+def _write_outputs(args, test, history, model, trainer, arrays, device):
     """``--metrics-json`` (strict JSON: never NaN) and ``--plot``, each written atomically."""
     if args.metrics_json:
-        data = arrays.data
-        scores = ({"test_accuracy": test.accuracy, "test_loss": test.loss}
-                  if test.accuracy is not None else
-                  {"test_r2": test.r2, "test_rmse": test.rmse, "test_loss": test.loss})
         metrics = {
-            "device": device.name, **scores,
+            "device": device.name, **test.as_dict(),
             "train_seconds": _train_seconds(history), "epochs_run": len(history),
             "best_epoch": history.best_epoch,
-            **({"confusion_matrix": test.confusion.tolist(), "classes": data.classes}
+            **({"confusion_matrix": test.confusion.tolist(), "classes": model.target.classes}
                if test.confusion is not None else {}),
-            "config": {"net": net.config(), "trainer": trainer.config(),
-                       "source": _source_record(args, arrays),
-                       "scaling": arrays.scaler.method, "dev_fraction": args.dev_fraction,
+            "config": {"net": model.net.config(), "trainer": trainer.config(),
+                       "source": _source_record(args),
+                       "scaling": model.inputs.scaler.method,
+                       "dev_fraction": args.dev_fraction,
                        "dtype": args.dtype, "tf32": args.tf32},
             "history": history.to_dict(),
         }

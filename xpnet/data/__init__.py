@@ -3,6 +3,8 @@
 * ``load_dataset(name)`` (``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``; registry
   :data:`DATASETS`, with each dataset's files, checksums, mirrors and class names) and
   ``load_mnist()`` return host NumPy arrays: uint8 images (N, 784) and int64 labels (N,).
+* ``load_frame(path)`` reads a table as written (numbers, text, missing cells) for a model's
+  input schema; :func:`as_frame` does the same for a DataFrame, a dict or an array.
 * ``load_table(path)`` reads a ``.csv`` (header row, a target column) or ``.npz`` (arrays ``X``
   and ``y``): float64 features (n_samples, n_features) and the raw targets (n_samples,).
 
@@ -15,8 +17,9 @@ from .checksums import CHECKSUMS, SHA256, FileSum, sha256_file
 from .datasets import DATASETS, IdxDataset, get_dataset
 from .download import DEFAULT_MIRRORS, download_file, resolve_mirrors
 from .errors import DataError, DownloadError, MnistDataError
+from .frame import MISSING_MARKERS, Frame, as_frame
 from .mnist import MnistData, gunzip, load_dataset, load_mnist, parse_idx, resolve_data_dir
-from .tabular import TABLE_FORMATS, Table, check_features, load_table
+from .tabular import TABLE_FORMATS, RawTable, Table, check_features, load_frame, load_table
 
 __all__ = [
     "CHECKSUMS",
@@ -27,6 +30,11 @@ __all__ = [
     "DataError",
     "DownloadError",
     "FileSum",
+    "Frame",
+    "MISSING_MARKERS",
+    "RawTable",
+    "as_frame",
+    "load_frame",
     "IdxDataset",
     "MnistData",
     "MnistDataError",

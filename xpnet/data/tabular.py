@@ -58,9 +58,10 @@ from ..io import (
     read_npy_data,
 )
 from .errors import DataError
+from .frame import Frame, is_missing_text
 
-__all__ = ["MAX_CSV_BYTES", "MAX_NPZ_BYTES", "TABLE_FORMATS", "Table", "check_features",
-           "load_table"]
+__all__ = ["MAX_CSV_BYTES", "MAX_NPZ_BYTES", "TABLE_FORMATS", "RawTable", "Table",
+           "check_features", "load_frame", "load_table"]
 
 TABLE_FORMATS = (".csv", ".npz")
 MAX_CSV_BYTES = 1 << 30  # the text; its features take at most 4 bytes per byte (8 parsing)
@@ -210,7 +211,10 @@ def _names(names: Sequence[str], shown: int = _SHOWN) -> str:
 
 
 # --------------------------------------------------------------------------------------- CSV
-def _read_csv(path: Path, target: str | None, require_target: bool, limit: int) -> Table:
+def _csv_header(path: Path, target: str | None, require_target: bool, limit: int):
+    """``(text, names, header_lines, t, features)`` of a CSV file: its text, the column names
+    (checked), the lines the header takes, the target's index (or None) and the feature
+    columns' indices."""
     raw = _read_bytes(path, limit)
     try:
         text = raw.decode("utf-8-sig")
@@ -236,6 +240,11 @@ def _read_csv(path: Path, target: str | None, require_target: bool, limit: int) 
     if not features:
         raise DataError(f"{path} has no feature columns besides the target {target!r}; add the "
                         f"columns to learn from")
+    return text, names, header_lines, t, features
+
+
+def _read_csv(path: Path, target: str | None, require_target: bool, limit: int) -> Table:
+    text, names, header_lines, t, features = _csv_header(path, target, require_target, limit)
     X = target_text = None
     # loadtxt splits lines at "\n" only: a file with old Mac line endings (a lone "\r") goes
     # to the csv module, which reads it right.
@@ -253,6 +262,106 @@ def _read_csv(path: Path, target: str | None, require_target: bool, limit: int) 
     y = None if t is None else _typed_target(path, names[t], target_text, require_target)
     return Table(X=X, y=y, feature_names=[names[i] for i in features],
                  target=None if t is None else names[t], path=path)
+
+
+@dataclass(frozen=True, eq=False)
+class RawTable:
+    """A table read by :func:`load_frame`: the feature columns as written (``frame``), the
+    target values (``y``, typed as in :class:`Table`; None without a target), the target's
+    name, an NPZ's own test split as another :class:`RawTable` (``test``), and the file."""
+
+    frame: Frame
+    y: np.ndarray | None
+    target: str | None
+    test: RawTable | None = None
+    path: Path | None = None
+
+
+def load_frame(
+    path: str | os.PathLike[str],
+    target: str | None = "label",
+    *,
+    require_target: bool = True,
+    max_bytes: int | None = None,
+) -> RawTable:
+    """Read a ``.csv`` or ``.npz`` table as it was written: numbers, text and missing cells.
+
+    As :func:`load_table` (same arguments, bounds and errors), except that a feature column
+    may hold text (any cell that is not a number makes the column text) and missing cells
+    (empty, or one of :data:`~xpnet.data.frame.MISSING_MARKERS`: NaN in a number column, None
+    in a text one); only an infinite number is refused. The feature columns come back as a
+    :class:`~xpnet.data.frame.Frame`; an all-number CSV is parsed in one ``numpy.loadtxt`` pass
+    and never split into Python strings.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        table = _read_npz(path, target, require_target,
+                          MAX_NPZ_BYTES if max_bytes is None else max_bytes, allow_missing=True)
+        test = None
+        if table.X_test is not None:
+            test = RawTable(Frame.from_block(table.X_test, list(table.feature_names), path),
+                            table.y_test, table.target, None, path)
+        return RawTable(Frame.from_block(table.X, list(table.feature_names), path), table.y,
+                        table.target, test, path)
+    if suffix != ".csv":
+        load_table(path)  # raises the one-sentence error for every other kind of file
+    limit = MAX_CSV_BYTES if max_bytes is None else max_bytes
+    text, names, header_lines, t, features = _csv_header(path, target, require_target, limit)
+    X = target_text = None
+    if text.count("\r") == text.count("\r\n"):
+        try:
+            X, target_text = _parse_fast(text, header_lines, len(names), features, t)
+        except ValueError:
+            X = None
+    if X is not None and X.shape[0] and np.isfinite(X).all():
+        frame = Frame.from_block(X, [names[i] for i in features], path)
+    else:
+        cells, lines = _parse_cells(path, text, names)
+        if not lines:
+            raise DataError(f"{path} has a header row but no data rows; add one row per sample")
+        frame = Frame([names[i] for i in features],
+                      [_typed_feature(path, names[i], cells[i], lines) for i in features], path)
+        target_text = None if t is None else cells[t]
+    y = None if t is None else _typed_target(path, names[t], target_text, require_target)
+    return RawTable(frame, y, None if t is None else names[t], None, path)
+
+
+def _parse_cells(path: Path, text: str, names: list[str]) -> tuple[list[list[str]], list[int]]:
+    """Every cell of the table, column by column, and the line each row starts on."""
+    records = _records(path, csv.reader(io.StringIO(text, newline="")))
+    next(records, None)  # the header
+    cells: list[list[str]] = [[] for _ in names]
+    lines: list[int] = []
+    for line, record in records:
+        if len(record) != len(names):
+            row = len(lines) + 1
+            raise DataError(
+                f"{path} line {line} (row {row}) has {len(record)} "
+                f"field{'s' if len(record) != 1 else ''} but the header has {len(names)} "
+                f"columns; every row needs one value per column (look for a missing or extra "
+                f"comma, or a comma inside a value that needs quotes)"
+            )
+        for column, cell in zip(cells, record):
+            column.append(cell)
+        lines.append(line)
+    return cells, lines
+
+
+def _typed_feature(path: Path, name: str, cells: list[str], lines: list[int]) -> np.ndarray:
+    """A feature column: float64 (NaN for a missing cell) when every present cell is a number,
+    else text (None for a missing cell). An infinite number is refused, naming the cell."""
+    stripped = [cell.strip() for cell in cells]
+    missing = [is_missing_text(cell) for cell in stripped]
+    if all(m or _NUMBER.fullmatch(cell) for cell, m in zip(stripped, missing)):
+        values = np.array([math.nan if m else float(cell) for cell, m in zip(stripped, missing)],
+                          dtype=np.float64)
+        bad = np.flatnonzero(np.isinf(values))
+        if bad.size:
+            r = int(bad[0])
+            raise DataError(_bad_cell(path, name, stripped[r], r + 1, lines[r], values[r]))
+        return values
+    return np.array([None if m else cell for cell, m in zip(stripped, missing)], dtype=object)
 
 
 def _check_header(path: Path, names: list[str]) -> None:
@@ -431,7 +540,8 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
 _X_KINDS, _Y_KINDS = "biuf", "biufUS"
 
 
-def _read_npz(path: Path, target: str | None, require_target: bool, limit: int) -> Table:
+def _read_npz(path: Path, target: str | None, require_target: bool, limit: int,
+              allow_missing: bool = False) -> Table:
     with _reading(path):
         f = open_regular(path)
     with f:
@@ -449,11 +559,11 @@ def _read_npz(path: Path, target: str | None, require_target: bool, limit: int) 
             raise DataError(f"{path} is not a valid .npz file ({exc}); save the arrays again "
                             f"with numpy.savez(path, X=X, y=y)") from exc
         with zf:
-            return _npz_table(path, zf, target, require_target, limit)
+            return _npz_table(path, zf, target, require_target, limit, allow_missing)
 
 
 def _npz_table(path: Path, zf: zipfile.ZipFile, target: str | None, require_target: bool,
-               limit: int) -> Table:
+               limit: int, allow_missing: bool = False) -> Table:
     members = {info.filename[:-4]: info for info in zf.infolist()
                if info.filename.endswith(".npy")}
     present = _names(sorted(members)) or "no arrays"
@@ -481,7 +591,7 @@ def _npz_table(path: Path, zf: zipfile.ZipFile, target: str | None, require_targ
         arrays[key] = _read_member(path, zf, members[key], key, budget)
         budget -= arrays[key].nbytes
 
-    X = _features(path, "X", arrays["X"], None)
+    X = _features(path, "X", arrays["X"], None, allow_missing)
     n = X.shape[0]
     names = _feature_names(path, arrays.get("feature_names"), X.shape[1])
     y = None
@@ -493,7 +603,7 @@ def _npz_table(path: Path, zf: zipfile.ZipFile, target: str | None, require_targ
                 raise  # rows to predict: a y that is not usable is only dropped
     X_test = y_test = None
     if "X_test" in arrays:
-        X_test = _features(path, "X_test", arrays["X_test"], X.shape[1])
+        X_test = _features(path, "X_test", arrays["X_test"], X.shape[1], allow_missing)
         y_test = _targets(path, "y_test", arrays["y_test"], X_test.shape[0])
     return Table(X=X, y=y, feature_names=names, target="y" if y is not None else None,
                  X_test=X_test, y_test=y_test, path=path)
@@ -544,7 +654,8 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: st
                         f"({type(exc).__name__}: {exc}); {fix}") from exc
 
 
-def _features(path: Path, key: str, a: np.ndarray, n_features: int | None) -> np.ndarray:
+def _features(path: Path, key: str, a: np.ndarray, n_features: int | None,
+              allow_missing: bool = False) -> np.ndarray:
     if a.dtype.kind not in _X_KINDS or a.dtype.names is not None:
         raise DataError(f"{path}: {key} has dtype {a.dtype}, but features must be numbers; "
                         f"convert it, e.g. {key}.astype(float)")
@@ -559,7 +670,7 @@ def _features(path: Path, key: str, a: np.ndarray, n_features: int | None) -> np
         raise DataError(f"{path}: {key} has {a.shape[1]} columns but X has {n_features}; the "
                         f"test split needs the same features as X")
     X = np.ascontiguousarray(a, dtype=np.float64)
-    bad = np.argwhere(~np.isfinite(X))
+    bad = np.argwhere(~np.isfinite(X) & (~np.isnan(X) if allow_missing else True))
     if bad.size:
         r, c = (int(v) for v in bad[0])
         raise DataError(f"{path}: {key} holds {X[r, c]} at row {r}, column {c}, and features "
