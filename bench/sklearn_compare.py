@@ -47,7 +47,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 from conftest_loader import bench_conftest  # noqa: E402
-from time_to_accuracy import FILES, _read, data_dir_candidates  # noqa: E402
+from time_to_accuracy import FILES, data_dir_candidates, read_idx_member  # noqa: E402
 
 
 def load_mnist_uint8(flag=None):
@@ -57,8 +57,8 @@ def load_mnist_uint8(flag=None):
         try:
             out = []
             for images, labels, n in FILES.values():
-                out += [_read(directory, images, 16, n * 784).reshape(n, 784),
-                        _read(directory, labels, 8, n).astype(np.int64)]
+                out += [read_idx_member(directory, images, 16, n * 784).reshape(n, 784),
+                        read_idx_member(directory, labels, 8, n).astype(np.int64)]
             return (*out, directory)
         except FileNotFoundError:
             tried.append(directory)

@@ -114,7 +114,7 @@ def data_dir_candidates(flag):
     return out
 
 
-def _read(directory, name, offset, expected):
+def read_idx_member(directory, name, offset, expected):
     for path, opener in ((os.path.join(directory, name + ".gz"), gzip.open),
                          (os.path.join(directory, name), open)):
         if os.path.exists(path):
@@ -135,8 +135,8 @@ def load_mnist(flag=None):
         try:
             out = []
             for images, labels, n in FILES.values():
-                X = _read(directory, images, 16, n * 784).reshape(n, 784)
-                y = _read(directory, labels, 8, n)
+                X = read_idx_member(directory, images, 16, n * 784).reshape(n, 784)
+                y = read_idx_member(directory, labels, 8, n)
                 out += [X.astype(np.float32) / np.float32(255), y.astype(np.int64)]
             return (*out, directory)
         except FileNotFoundError:
@@ -216,9 +216,9 @@ def default_recipe() -> dict:
 
 def xpnet_batch_order(dev, seed, epoch, n):
     """xpnet's Trainer's permutation of epoch ``epoch`` (0-based), on ``dev``."""
-    from xpnet.training import _epoch_seed  # private: only to give torch_same the same order
+    from xpnet.training import epoch_seed  # to give torch_same the same order
 
-    return dev.xp.argsort(dev.rng(_epoch_seed(seed, epoch, 0)).random(n))
+    return dev.xp.argsort(dev.rng(epoch_seed(seed, epoch, 0)).random(n))
 
 
 # ---------------------------------------------------------------------- runs

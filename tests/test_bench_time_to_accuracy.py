@@ -79,7 +79,7 @@ def test_recipe_flags_refused_in_default_mode(tta):
 
 def test_helpers_used_by_sklearn_compare(tta):
     assert {"train", "test"} <= set(tta.FILES)
-    assert callable(tta._read) and tta.data_dir_candidates("x") == ["x"]
+    assert callable(tta.read_idx_member) and tta.data_dir_candidates("x") == ["x"]
 
 
 def test_flags_mode_with_torch(tta, tmp_path):

@@ -161,7 +161,7 @@ def test_in_a_notebook_the_figure_is_not_left_open(classifier_history, monkeypat
     so that the inline backend does not draw it a second time after the cell's value."""
     import matplotlib.pyplot as plt
 
-    monkeypatch.setattr(plotting, "_in_notebook", lambda: True)
+    monkeypatch.setattr(plotting, "in_notebook", lambda: True)
     open_before = plt.get_fignums()
     path = tmp_path / "nb.png" if with_path else None
     fig = xpnet.plot_history(classifier_history, path)
@@ -184,4 +184,4 @@ def test_notebook_detection_is_shared_with_the_progress_bars(monkeypatch):
     monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("zmqshell"))
     for key in ("QT_API",):
         monkeypatch.delenv(key, raising=False)
-    assert plotting._in_notebook()
+    assert plotting.in_notebook()

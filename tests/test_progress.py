@@ -67,7 +67,7 @@ def fake_kernel(monkeypatch):
 
 def test_notebook_without_ipywidgets_gets_the_text_bar_and_no_warning(fake_kernel):
     fake_kernel("ZMQInteractiveShell", widgets=False)
-    assert progress._in_notebook() and not progress._has_widgets()
+    assert progress.in_notebook() and not progress._has_widgets()
     out = io.StringIO()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -93,3 +93,38 @@ def test_detector_finds_cupy_imports(source):
 )
 def test_detector_ignores_other_imports(source):
     assert not cupy_imports(source)
+
+
+# ------------------------------------------------------------------ private names stay private
+def private_imports(source: str, filename: str = "<src>") -> list[tuple[int, str]]:
+    """``(line, text)`` for every ``from X import _name`` of another module in ``source``
+    (``__future__`` and dunder names such as ``__version__`` aside)."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            found += [(node.lineno, f"from {'.' * node.level}{node.module or ''} import "
+                                    f"{a.name}")
+                      for a in node.names
+                      if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def _sources(*folders):
+    for folder in folders:
+        for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    yield os.path.relpath(os.path.join(dirpath, f), ROOT)
+
+
+@pytest.mark.parametrize("module", sorted(_sources("xpnet", "bench")))
+def test_no_module_imports_another_modules_private_names(module):
+    with open(os.path.join(ROOT, module), encoding="utf-8") as f:
+        found = private_imports(f.read(), module)
+    assert not found, f"{module} imports private names: {found}"
+
+
+def test_private_import_detector():
+    assert private_imports("from xpnet.train import _split, RECIPES\n") == [
+        (1, "from xpnet.train import _split")]
+    assert private_imports("from . import __version__\nfrom .a import b\n") == []

@@ -115,7 +115,7 @@ class Optimizer:
 
     def __init__(self, params, lr=None, **hyper):
         if hyper:  # subclasses pass on whatever their signature did not take
-            raise UnknownOptionError(_unknown_options_message(type(self), hyper))
+            raise UnknownOptionError(unknown_options_message(type(self), hyper))
         self.params = _flat_parameters(params)
         self.lr = _check_lr(self.default_lr if lr is None else lr)
         self.t = 0
@@ -357,7 +357,7 @@ OPTIMIZERS = {
 }
 
 
-def _optimizer_class(name_or_class):
+def optimizer_class(name_or_class):
     if isinstance(name_or_class, type) and issubclass(name_or_class, Optimizer):
         return name_or_class
     if not isinstance(name_or_class, str) or name_or_class not in OPTIMIZERS:
@@ -369,7 +369,7 @@ def _optimizer_class(name_or_class):
 def optimizer_options(name_or_class) -> tuple[str, ...]:
     """The keyword options of an optimizer (a registry name or a class), ``"lr"`` first, read
     from its constructor's signature: ``optimizer_options("momentum") == ("lr", "momentum")``."""
-    cls = _optimizer_class(name_or_class)
+    cls = optimizer_class(name_or_class)
     params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, params
     return tuple(p.name for p in params
                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
@@ -380,7 +380,7 @@ class UnknownOptionError(TypeError, ValueError):
     raises for an unexpected keyword argument, and a ``ValueError``, as xpnet raised before."""
 
 
-def _unknown_options_message(cls, given) -> str:
+def unknown_options_message(cls, given) -> str:
     """``optimizer 'momentum' has no option 'momentun' (did you mean 'momentum'?); its options
     are: lr, momentum``: the close match, when there is one, comes from :mod:`difflib`."""
     options = optimizer_options(cls)
@@ -398,10 +398,10 @@ def make_optimizer(name, params, lr=None, **kwargs) -> Optimizer:
     """Build an optimizer by registry name; keyword arguments go to its constructor as given,
     and one it does not take is an :class:`UnknownOptionError` (a ``TypeError`` and a
     ``ValueError``) naming the options it has and the close match, if any."""
-    cls = _optimizer_class(name)
+    cls = optimizer_class(name)
     unknown = {k: v for k, v in kwargs.items() if k not in optimizer_options(cls)}
     if unknown:
-        raise UnknownOptionError(_unknown_options_message(cls, unknown))
+        raise UnknownOptionError(unknown_options_message(cls, unknown))
     return cls(params, lr, **kwargs)
 
 

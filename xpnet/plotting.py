@@ -27,7 +27,7 @@ import os
 from collections.abc import Mapping
 
 from .io import atomic_write
-from .progress import _in_notebook
+from .progress import in_notebook
 from .training import History
 
 __all__ = ["plot_history"]
@@ -71,7 +71,7 @@ def plot_history(history, path=None):
     elif not isinstance(history, History):
         raise TypeError(f"plot_history needs an xpnet.History (what fit returns) or its "
                         f"to_dict(); got {type(history).__name__}")
-    notebook = _in_notebook()
+    notebook = in_notebook()
     fig = _figure(history, standalone=path is not None and not notebook)
     if notebook:  # shown as the cell's value, not a second time when the cell ends
         import matplotlib.pyplot as plt

@@ -44,7 +44,7 @@ def _bar_class():
         import tqdm
     except ImportError:
         return None
-    if _in_notebook() and _has_widgets():
+    if in_notebook() and _has_widgets():
         try:
             from tqdm.auto import tqdm as notebook_bar
         except ImportError:
@@ -53,7 +53,7 @@ def _bar_class():
     return tqdm.tqdm
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     """Running in a Jupyter kernel that renders widgets (notebook, lab, VS Code, Colab); not
     in a terminal IPython, the Qt console or Spyder. Only looks at modules already imported."""
     if "IPython.utils._process_emscripten" in sys.modules:  # JupyterLite

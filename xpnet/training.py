@@ -35,10 +35,10 @@ from .optimizers import (
     Optimizer,
     Schedule,
     UnknownOptionError,
-    _optimizer_class,
-    _unknown_options_message,
     make_optimizer,
+    optimizer_class,
     optimizer_options,
+    unknown_options_message,
 )
 from .parameters import check_state_array
 from .preprocessing import stratified_split
@@ -188,7 +188,7 @@ def _count(d, key):
     return int(value)
 
 
-def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
 
 
@@ -428,11 +428,11 @@ class Trainer:
             bar = self._progress_bar(n, e)
             with contextlib.nullcontext() if bar is None else bar:
                 t0 = time.perf_counter()
-                net.reseed_dropout(_epoch_seed(self.seed, e, 1))
+                net.reseed_dropout(epoch_seed(self.seed, e, 1))
                 loss_sum = xp.zeros((), dtype=xp.float64)
                 correct = xp.zeros((), dtype=xp.int64)
                 if not full_batch:
-                    perm = xp.argsort(dev.rng(_epoch_seed(self.seed, e, 0)).random(n))
+                    perm = xp.argsort(dev.rng(epoch_seed(self.seed, e, 0)).random(n))
                 for (start, stop), (lo, hi) in zip(bounds, mine):
                     opt.lr = schedule(self.global_step, e)
                     if full_batch:
@@ -617,7 +617,7 @@ def _check_keywords(where, kwargs, optimizer) -> None:
     if not kwargs:
         return
     try:
-        cls = _optimizer_class(optimizer)
+        cls = optimizer_class(optimizer)
     except ValueError:
         return  # an unknown optimizer, which make_optimizer reports
     options = list(optimizer_options(cls))
@@ -631,7 +631,7 @@ def _check_keywords(where, kwargs, optimizer) -> None:
             raise UnknownOptionError(f"{where}() got an unexpected keyword argument {key!r}; "
                                      f"did you mean {close[0]!r}?")
     if unknown:
-        raise UnknownOptionError(_unknown_options_message(cls, unknown))
+        raise UnknownOptionError(unknown_options_message(cls, unknown))
 
 
 def fit(net, X, y, epochs=10, lr=0.01, batch_size=None, optimizer="gd",

@@ -391,7 +391,7 @@ def test_layer_gradcheck_on_device_float64(kind, parity, gpu_device):
 def test_confusion_matrix_on_device(parity, make_pair):
     """The training CLI's test pass: evaluate_device with predictions, then the confusion
     matrix by bincount, all on the device, one copy to the host."""
-    from xpnet.train import confusion_matrix
+    from xpnet.metrics import confusion_matrix
 
     cpu, gpu = make_pair(SIZES, "float64", seed=47)
     X, y = make_data(3 * M, SIZES, "softmax", seed=48)
