@@ -191,10 +191,19 @@ def _limit_file_size(limit):
     return limit_it
 
 
+@pytest.fixture(scope="module")
+def font_cache():
+    """matplotlib's font cache, built once without a file-size limit: on a machine where it
+    does not exist yet, the limited run would fail to write it (and say so on stderr) before
+    it reaches the outputs under test."""
+    subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], env=cli_env(),
+                   capture_output=True, timeout=300, check=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("limit, failing", [(20_000, "curves.png"), (1_000, "m.json")])
 def test_full_disk_while_writing_outputs_leaves_no_partial_file(data_dir, tmp_path, limit,
-                                                                failing):
+                                                                failing, font_cache):
     """Metrics (about 3 KB) are written before the plot (about 30 KB): with room for the
     first only, the plot fails and the metrics are complete; with room for neither, the
     metrics fail. An old file in the way is kept; no temp file is left."""
