@@ -260,3 +260,69 @@ def test_readme_predict_example_runs(tmp_path):
         assert result.returncode == 0, (command, result.stderr)
     assert (tmp_path / saved).is_file()
     assert re.search(r"^predicted digit: \d ", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.slow
+def test_readme_own_data_and_model_examples_run(tmp_path, monkeypatch, capsys):
+    """"Your own data": the commands as written (the example tables from
+    docs/examples/make_patients.py, the CLI's training and predict), then "A table in one
+    call": the Python block. What they print has the README's form, the labels it shows, and
+    accuracies within 0.02 of the shown ones (BLAS thread counts may move the last digits)."""
+    from cli_helpers import cli_env
+
+    pd = pytest.importorskip("pandas", reason="the example reads its tables with pandas")
+    pytest.importorskip("sklearn", reason="the example tables come from scikit-learn")
+    section = _section("Your own data")
+    shell, = re.findall(r"```\n(\$ .*?)```", section, flags=re.S)
+    commands = [line[2:] for line in shell.splitlines() if line.startswith("$ ")]
+    assert [c.split()[:3] for c in commands] == [
+        ["python", "docs/examples/make_patients.py"], ["python", "-m", "xpnet.train"],
+        ["python", "-m", "xpnet.predict"]]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "examples").symlink_to(ROOT / "docs" / "examples")
+    outputs = []
+    for command in commands:
+        words = shlex.split(command)
+        result = subprocess.run([sys.executable, *words[1:], *(
+            ["--device", "cpu"] if "xpnet.train" in words else [])], cwd=tmp_path,
+            env=cli_env(), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    summary = outputs[1].strip().splitlines()[-1]
+    shown = re.search(r"^test accuracy (\d\.\d+)  .*$", shell, flags=re.M)
+    printed = re.match(r"test accuracy (\d\.\d+)  ", summary)
+    assert printed and shown and abs(float(printed[1]) - float(shown[1])) <= 0.02, summary
+    shown_rows = shell.split("xpnet.predict", 1)[1].splitlines()[1:]
+    got = list(csv_rows(outputs[2]))
+    want = list(csv_rows("\n".join(shown_rows)))
+    assert got[0] == want[0] == ["patient_id", "prediction", "p_benign", "p_malignant"]
+    assert [r[:2] for r in got] == [r[:2] for r in want]
+
+    python = _section("In Python")
+    example = next(b for b in re.findall(r"```python\n(.*?)```", python, flags=re.S)
+                   if "xpnet.Model.fit" in b)
+    printed_block = python.split(example, 1)[1]
+    shown_out = re.search(r"```\n(Model\(.*?)```", printed_block, flags=re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(_write(tmp_path / "model_example.py", example)), run_name="__main__")
+    out = capsys.readouterr().out
+    lines, shown_lines = out.splitlines(), shown_out.splitlines()
+    assert lines[0] == shown_lines[0]
+    accuracy = float(lines[1].split()[-1])
+    assert abs(accuracy - float(shown_lines[1].split()[-1])) <= 0.02
+    assert lines[2] == shown_lines[2]  # the labels of new_patients.csv
+    model = __import__("xpnet").load(tmp_path / "runs" / "patients.npz", device="cpu")
+    rows = pd.read_csv(tmp_path / "new_patients.csv")
+    assert [r[1] for r in got[1:]] == model.predict(rows).tolist()  # CLI == library
+
+
+def csv_rows(text):
+    import csv
+    import io
+
+    return csv.reader(io.StringIO(text.strip() + "\n"))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

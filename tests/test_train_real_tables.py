@@ -130,7 +130,8 @@ def test_without_a_dev_set_nothing_is_restored(tmp_path):
     if metrics["best_epoch"] == last:
         assert f"tested the weights of epoch {last}" in summary
     else:
-        assert f"tested the last epoch's weights (epoch {last}; lowest training loss" in summary
+        assert (f"tested the last epoch's weights (epoch {last}; last training loss "
+                f"improvement of more than 0.0001 at epoch {metrics['best_epoch']})") in summary
 
 
 @pytest.mark.parametrize("extra, code, words", [

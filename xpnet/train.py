@@ -982,17 +982,19 @@ def _short(label) -> str:
 def _weights_used(trainer, history, has_dev) -> str:
     """Which weights the test (and ``--save``) used: the last epoch's, or the best dev epoch's
     when early stopping on a dev set restored them. Without a dev set nothing is restored (as
-    in scikit-learn, which keeps the last weights when it stops on the training loss)."""
+    in scikit-learn, which keeps the last weights when it stops on the training loss). With a
+    ``min_delta``, the best epoch is the last one that improved by more than it."""
     last = history.epoch[-1] if len(history) else trainer.epoch
     best = history.best_epoch
     restored = has_dev and trainer.restore_best and best is not None and best != last \
         and not history.interrupted
     loss = "dev loss" if has_dev else "training loss"
+    where = f"lowest {loss}" if trainer.min_delta == 0 else \
+        f"last {loss} improvement of more than {trainer.min_delta:g}"
     if restored:
-        return f"tested the weights of epoch {best} (lowest {loss}; restored)"
+        return f"tested the weights of epoch {best} ({where}; restored)"
     if best is not None and best != last:
-        return (f"tested the last epoch's weights (epoch {last}; lowest {loss} at epoch "
-                f"{best})")
+        return f"tested the last epoch's weights (epoch {last}; {where} at epoch {best})"
     return f"tested the weights of epoch {last}"
 
 
