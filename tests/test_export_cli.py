@@ -1,8 +1,11 @@
 """``python -m xpnet.export CHECKPOINT OUT.onnx|OUT.safetensors`` end to end.
 
 A checkpoint as ``xpnet.train --save`` writes it (network + training state holding the input
-scaler) exports with its scaler and the class labels 0..k-1, so onnxruntime on *raw* inputs
-(pixels 0..255 as float32) gives what xpnet gives on the same pixels scaled by the saved scaler.
+scaler) is an :class:`xpnet.Model` (:func:`xpnet.model.load`) and exports whole: onnxruntime on
+*raw* inputs (pixels 0..255 as float32, the input ``input``) gives the class probabilities xpnet
+gives on the same pixels scaled by the saved scaler (``probabilities``) and the predicted digit
+(``label``, int64). ``--no-scaler`` exports the bare network (input scaled, output ``output``).
+Tables, text columns and ``Model.save`` checkpoints: tests/test_export_model.py.
 Most tests build such a checkpoint in-process (no MNIST needed); the slow one trains a real
 model with ``python -m xpnet.train`` and compares against ``python -m xpnet.predict``.
 Errors: one line, exit 2 for usage, 1 for runtime failures, the output file left alone.
@@ -10,6 +13,7 @@ Errors: one line, exit 2 for usage, 1 for runtime failures, the output file left
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -21,7 +25,7 @@ from cli_helpers import SUBSET, one_error_line, run_module, run_train
 
 import xpnet
 from xpnet.checkpoint import nest_states
-from xpnet.export import load_safetensors, main
+from xpnet.export import load_model, load_safetensors, main
 
 PROG = "xpnet.export"
 
@@ -72,18 +76,25 @@ def test_onnx_takes_raw_pixels(mnist_like, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert re.fullmatch(r"wrote .*digits\.onnx \(ONNX opset 13\): input 'input' float32 "
-                        r"\[batch, 784\] of raw values, scaled in the graph \(unit\); output "
-                        r"'output' float32 \[batch, 10\]: softmax probabilities of classes "
-                        r"0\.\.9\n", result.stdout), result.stdout
+                        r"\[batch, 784\] \(784 number columns: raw values, scaled in the graph "
+                        r"\(unit\); NaN propagates\); outputs 'label' int64 \[batch\] \(classes "
+                        r"0\.\.9\), 'probabilities' float32 \[batch, 10\] \(one column per class, "
+                        r"in that order\)\n", result.stdout), result.stdout
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]  # an all-number schema
+    assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
     pixels = raw_pixels()
-    (proba,) = session.run(None, {"input": pixels.astype(np.float32)})
+    label, proba = session.run(None, {"input": pixels.astype(np.float32)})
     expected = np.asarray(net.predict_proba(scaler.transform(pixels)))
     np.testing.assert_allclose(proba, expected, rtol=1e-5, atol=1e-5)
+    assert label.dtype == np.int64 and label.shape == (len(pixels),)
+    np.testing.assert_array_equal(label, proba.argmax(axis=1))
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["classes"] == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
     assert '"method": "unit"' in meta["scaler"]
-    # --no-scaler: the model then takes inputs scaled as in training.
+    assert [c["name"] for c in json.loads(meta["model"])["inputs"]["columns"]][:2] == \
+        ["pixel0", "pixel1"]
+    # --no-scaler: the bare network, which takes inputs scaled as in training.
     assert main([str(ckpt), str(tmp_path / "scaled.onnx"), "--no-scaler"]) == 0
     session = ort.InferenceSession(str(tmp_path / "scaled.onnx"),
                                    providers=["CPUExecutionProvider"])
@@ -99,12 +110,16 @@ def test_safetensors_export(mnist_like, tmp_path, capsys):
     out = tmp_path / "digits.safetensors"
     assert main([str(ckpt), str(out)]) == 0
     assert capsys.readouterr().out == (f"wrote {out} (safetensors): 8 tensors; config, scaler, "
-                                       f"classes in the metadata\n")
+                                       f"classes, model in the metadata "
+                                       f"(xpnet.export.load_model reads the model)\n")
     net2, scaler2, classes = load_safetensors(out, device="cpu")
     assert classes == list(range(10)) and net2.config() == net.config()
     pixels = raw_pixels()
     np.testing.assert_array_equal(np.asarray(net2.forward(scaler2.transform(pixels))),
                                   np.asarray(net.forward(scaler.transform(pixels))))
+    model = load_model(out, device="cpu")
+    np.testing.assert_array_equal(model.predict_proba(pixels),
+                                  np.asarray(net.predict_proba(scaler.transform(pixels))))
 
 
 def test_checkpoint_without_training_state(tmp_path, capsys):
@@ -189,8 +204,13 @@ def test_trained_mnist_model_matches_predict(data_dir, tmp_path):
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     mnist = xpnet.load_mnist(data_dir, download=False)
     pixels = mnist.X_test[:200].astype(np.float32)
-    (proba,) = session.run(None, {"input": pixels})
-    assert (proba.argmax(axis=1) == mnist.y_test[:200]).mean() > 0.8
+    label, proba = session.run(["label", "probabilities"], {"input": pixels})
+    assert (label == mnist.y_test[:200]).mean() > 0.8
+    top = np.sort(proba, axis=1)
+    decided = top[:, -1] - top[:, -2] > 1e-4  # rows float32 rounding cannot flip
+    assert decided.mean() > 0.95
+    np.testing.assert_array_equal(label[decided],
+                                  xpnet.load(ckpt, device="cpu").predict(pixels)[decided])
     for index in (0, 7):
         shown = run_module("xpnet.predict", [ckpt, "--test-index", index, "--data-dir",
                                              data_dir], timeout=120)

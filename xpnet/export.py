@@ -1,16 +1,64 @@
-"""Interop: export a network to ONNX or safetensors, convert it to and from PyTorch.
+"""Interop: export a model or a network to ONNX or safetensors, convert networks to and from
+PyTorch.
 
-    xpnet.export(net, "model.onnx", scaler=scaler, classes=[0, 1, ...])   # onnxruntime & co.
+    xpnet.export(model, "model.onnx")          # an xpnet.Model: raw table rows in, labels out
+    xpnet.export(model, "model.safetensors")   # tensors + the model record; load_model reads it
+    xpnet.export(net, "model.onnx", scaler=scaler, classes=[0, 1, ...])   # a bare network
     xpnet.export(net, "model.safetensors", scaler=scaler, classes=...)     # tensors + metadata
     net = xpnet.from_torch(torch_sequential, head="softmax")              # torch -> xpnet
     module = xpnet.to_torch(net)                                          # xpnet -> torch (eval)
 
     python -m xpnet.export runs/mnist.npz runs/mnist.onnx     # a checkpoint of xpnet.train
 
-**ONNX** (opset 13, IR version 7, so older runtimes load it too): one float32 input ``input``
-of shape ``(batch, n_features)`` with a dynamic batch dimension, one float32 output ``output``
-of shape ``(batch, n_outputs)`` holding what :meth:`Sequential.forward` returns (softmax or
-sigmoid probabilities, or the identity output's values). The graph is
+**ONNX of a Model** (:class:`xpnet.Model`, what ``xpnet.train --save`` and ``Model.save``
+write): the graph maps raw rows to answers in the user's terms, as :meth:`Model.predict` and
+:meth:`Model.predict_proba` do. Opset 13 plus ``ai.onnx.ml`` opset 2 (only when the schema
+needs it: an imputer or a text column), IR version 7. Inputs, each with a dynamic batch
+dimension:
+
+* ``input``: float32 ``(batch, n_numeric)``, the number and boolean columns in schema order
+  (``model.inputs.numeric_columns``), booleans as 1/0, NaN for a missing cell; present only when
+  the schema has such columns (an all-number schema, MNIST's pixels, has only this input);
+* one string input ``(batch, 1)`` per text (category) column, in schema order, named by the
+  column, made an identifier (``[A-Za-z0-9_]``, not starting with a digit, unique: ``"blood
+  type"`` becomes ``blood_type``); the metadata's ``model.onnx_inputs`` maps each graph input to
+  its column(s). ``""`` and the other missing-cell markers of :mod:`xpnet.data.frame`
+  (``NA``, ``null``, ...) are a missing cell. Give the text as in training: the graph does
+  not strip spaces (:func:`xpnet.data.as_frame` does), nor check that a boolean is 1 or 0.
+
+The graph is
+
+    input   -> Imputer (NaN -> each column's fill)   with missing="impute" (the default)
+            -> Sub offset -> Div scale               the schema's scaler, float32
+    text    -> LabelEncoder (missing -> the fill category, unseen -> "")   with missing="impute"
+            -> OneHotEncoder(cats_strings=categories, zeros=1) -> Reshape (batch, n_categories)
+    Concat(axis=1) in the network's input order (``model.inputs.input_names``)
+    -> the network's layers (as for a bare network, below)
+    classification: Softmax -> ``probabilities`` float32 (batch, k), columns in the order of
+                    ``model.classes_``; ArgMax -> Gather(classes) -> ``label`` (batch,): int64
+                    when every class is an integer, float64 (double) when the classes are
+                    numbers and one is fractional (exactly what ``model.predict`` returns),
+                    else string (mixed labels as their text, as ``numpy.asarray`` gives them)
+    regression:     Mul scale -> Add mean -> ``prediction`` float32 (batch, 1), in the target's
+                    units
+
+An unseen category gives a row of zeros in its block, as ``model.predict`` does (which also
+refuses a batch where *every* value of a column is unseen; the graph cannot refuse and gives
+zeros). With ``missing="error"`` the graph has no imputer: a NaN number propagates, and a
+missing text cell makes its one-hot block NaN (LabelEncoder to NaN, added), so the outputs of
+that row are NaN where ``model.predict`` would raise; its ``label`` is then meaningless.
+Arithmetic is float32 (the input is float32), where ``model.predict`` scales in float64 before
+its float32 network: ``probabilities`` agree with ``model.predict_proba`` to float32 rounding
+(about 1e-7; tests/test_export_model.py allows 1e-5), ``prediction`` with ``model.predict`` to
+about 1e-7 relative (allowed: 1e-5); a number with more than 7 significant digits (a timestamp)
+is rounded by the float32 input itself. Anything the graph cannot express
+(another output head, class labels no tensor holds, an unknown scaling) is refused with a
+``ValueError`` that names it.
+
+**ONNX of a bare network** (opset 13, IR version 7, so older runtimes load it too): one float32
+input ``input`` of shape ``(batch, n_features)`` with a dynamic batch dimension, one float32
+output ``output`` of shape ``(batch, n_outputs)`` holding what :meth:`Sequential.forward`
+returns (softmax or sigmoid probabilities, or the identity output's values). The graph is
 
     [Sub offset -> Div scale]                      the scaler, when one is given
     per layer: Linear         Gemm(x, W, b, transB=1)      (W is (n_out, n_in), as stored)
@@ -33,14 +81,37 @@ Batch norm is folded into the preceding Gemm (``W' = s W``, ``b' = (b - mean) s 
 then Gemm and activations only, which every runtime runs fast, and one pass over the activations
 is saved. A batch norm that does not directly follow a Linear (possible in a hand-built
 :class:`Sequential`), or ``fold_batch_norm=False``, becomes a BatchNormalization node.
-``onnx.checker.check_model`` (full check) runs on every export. The architecture, the config,
-the scaler and the class labels are stored as JSON in the model's ``metadata_props``.
+``onnx.checker.check_model`` (full check) runs on every export.
+
+**ONNX metadata** (``metadata_props``, strings): ``xpnet_version``, ``architecture``,
+``config`` (``net.config()`` as JSON); ``scaler`` (``{"method", "offset", "scale"}``) when the
+scaling applies to every network input (a bare network's scaler; a model without text
+columns); ``classes`` (a JSON list) for a network's labels or a classifier model's; and for a
+model ``model``: JSON of the model record, ``{"format", "inputs": {"columns": [{"name",
+"kind", "fill", "categories"}], "id", "dropped", "missing", "scaling", "offset", "scale"},
+"target": {"task", "name", "classes" | "mean", "scale"}, "input_names", "onnx_inputs"}``
+(``offset`` and ``scale`` are numbers or lists, ``input_names`` names each network input,
+``onnx_inputs`` maps each graph input to its column, or to the list of columns of ``input``).
 
 **safetensors**: every ``net.state_dict()`` tensor under its ``torch.nn.Sequential`` name, in
-the network's dtype, with string metadata ``format`` ("xpnet"), ``format_version``,
+the network's dtype (nothing else, so ``torch``'s ``load_state_dict(strict=True)`` takes the
+file as it is), with string metadata ``format`` ("xpnet"), ``format_version``,
 ``xpnet_version``, ``architecture`` ("MLP" or "Sequential"), ``config`` (``net.config()`` as
-JSON), and, when given, ``scaler`` (``{"method", "offset", "scale"}``) and ``classes`` (a JSON
-list). :func:`load_safetensors` rebuilds the network; any safetensors reader gets the tensors.
+JSON), ``scaler`` and ``classes`` as for ONNX, and, for a model, ``model`` (the record above
+without ``onnx_inputs``; the scaler's statistics are JSON numbers, which keep every digit of
+their float64). :func:`load_safetensors` rebuilds the network, ``(net, scaler, classes)``;
+:func:`load_model` rebuilds the :class:`~xpnet.Model` of a file written from one. Both check the
+tensors the file declares against the network its config describes (names, shapes, and the
+:data:`xpnet.checkpoint.MAX_NETWORK_BYTES` cap) before building anything, so a small crafted
+file cannot make them allocate a large network. Any safetensors reader gets the tensors.
+
+**Command line**: ``python -m xpnet.export CHECKPOINT OUT`` reads the checkpoint with
+:func:`xpnet.model.load`: a model (any ``xpnet.train --save`` or ``Model.save`` file, MNIST's
+included: its 784 pixel columns make the one input ``input``) is exported whole, a bare network
+(``xpnet.save``) as above with the labels ``0..k-1`` of a softmax head. ``--no-scaler`` exports
+the network alone (a model's column handling, scaling and label decoding left out: it takes
+the network's inputs and returns ``output``). An output that is the checkpoint itself (by name,
+symlink or hard link) is a usage error (exit 2), found before anything is written.
 
 Files are written through :func:`xpnet.io.write_bytes_atomic`. onnx, safetensors and torch are
 imported only when needed (``pip install -e '.[export]'``; torch is not a dependency).
@@ -55,28 +126,35 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
 
-from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run
+from .checkpoint import MAX_NETWORK_BYTES, network_size
+from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run, same_file
+from .data.frame import MISSING_MARKERS
 from .heads import SigmoidBCE, SoftmaxCrossEntropy, SquaredError
 from .io import write_bytes_atomic
 from .layers import GELU, BatchNorm1d, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, SiLU, Tanh
+from .model import Model
 from .network import MLP, Sequential
-from .preprocessing import Scaler
+from .preprocessing import SCALINGS, Scaler
 
-__all__ = ["FORMATS", "ONNX_OPSET", "export", "from_torch", "load_safetensors", "main",
-           "to_onnx", "to_torch"]
+__all__ = ["FORMATS", "ML_OPSET", "ONNX_OPSET", "export", "from_torch", "load_model",
+           "load_safetensors", "main", "to_onnx", "to_torch"]
 
 FORMATS = (".onnx", ".safetensors")
 ONNX_OPSET = 13
+ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # Imputer, OneHotEncoder (1), LabelEncoder's strings (2)
 ONNX_IR_VERSION = 7  # the IR of opset 13 (onnx 1.8): runtimes back to onnxruntime 1.6 load it
 SAFETENSORS_FORMAT = "xpnet"
 SAFETENSORS_VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "input", "output"
+LABEL_NAME, PROBABILITIES_NAME, PREDICTION_NAME = "label", "probabilities", "prediction"
+_RESERVED_NAMES = {INPUT_NAME, OUTPUT_NAME, LABEL_NAME, PROBABILITIES_NAME, PREDICTION_NAME}
 _INSTALL_EXPORT = "pip install -e '.[export]' (or pip install onnx safetensors)"
 _SUPPORTED = "Linear, BatchNorm1d, Dropout, ReLU, LeakyReLU, Tanh, Sigmoid, GELU (tanh) and SiLU"
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -114,9 +192,10 @@ def _import_torch(what):
 
 
 # ---------------------------------------------------------------------------- argument checks
-def _check_net(net):
+def _check_net(net, model_too=True):
     if not isinstance(net, Sequential):
-        raise TypeError(f"expected an xpnet Sequential or MLP; got {type(net).__name__}")
+        what = "an xpnet Model, Sequential or MLP" if model_too else "an xpnet Sequential or MLP"
+        raise TypeError(f"expected {what}; got {type(net).__name__}")
 
 
 def _check_scaler(scaler, net):
@@ -151,12 +230,73 @@ def _check_classes(classes, net):
     return labels
 
 
-def _scaler_json(scaler):
-    def plain(a):
-        a = np.asarray(a, dtype=np.float64)
-        return float(a) if a.ndim == 0 else a.tolist()
+def _check_model(model, scaler, classes):
+    """Refuse ``scaler=``/``classes=`` with a Model (it carries its own) and any part of the
+    model its exported form cannot express, naming it."""
+    if scaler is not None or classes is not None:
+        raise TypeError("an xpnet.Model carries its own input handling and labels; export it "
+                        "without scaler= and classes=")
+    net, inputs, target = model.net, model.inputs, model.target
+    _check_net(net)
+    want = SoftmaxCrossEntropy if target.is_classifier else SquaredError
+    if type(net.head) is not want:
+        raise ValueError(f"cannot export the model: its {target.task} target needs a "
+                         f"{want.__name__} head but the network has {type(net.head).__name__} "
+                         f"({net.head.name!r})")
+    if inputs.missing not in ("impute", "error"):
+        raise ValueError(f"cannot export the model: its missing-value policy "
+                         f"{inputs.missing!r:.40} is neither 'impute' nor 'error'")
+    scaler = inputs.scaler
+    n_numeric = len(inputs.numeric_columns)
+    if scaler.method not in SCALINGS or scaler.offset is None:
+        raise ValueError(f"cannot export the model: its input scaling {scaler.method!r:.40} is "
+                         f"not one of {', '.join(SCALINGS)} or is not fitted")
+    for name in ("offset", "scale"):
+        a = np.asarray(getattr(scaler, name), dtype=np.float64)
+        if a.shape not in ((), (n_numeric,)) or not np.isfinite(a).all():
+            raise ValueError(f"cannot export the model: its scaler's {name} has shape "
+                             f"{a.shape} (or is not finite) for {n_numeric} number columns")
+    for spec in inputs.columns:
+        if spec.kind == "category":
+            if not spec.categories or not isinstance(spec.fill, str):
+                raise ValueError(f"cannot export the model: the text column {spec.name!r} has "
+                                 f"no categories or no fill category")
+        elif spec.kind not in ("number", "boolean"):
+            raise ValueError(f"cannot export the model: column {spec.name!r} is of kind "
+                             f"{spec.kind!r:.40}, which the graph does not express")
+        elif not math.isfinite(float(spec.fill)):
+            raise ValueError(f"cannot export the model: column {spec.name!r} has the fill "
+                             f"value {spec.fill!r}, which is not finite")
+    if not target.is_classifier and not (math.isfinite(target.mean)
+                                         and math.isfinite(target.scale)):
+        raise ValueError("cannot export the model: its target statistics are not finite")
+    if target.is_classifier:
+        _label_array(target.classes)
 
-    return {"method": scaler.method, "offset": plain(scaler.offset), "scale": plain(scaler.scale)}
+
+def _label_array(classes) -> np.ndarray:
+    """The class labels as ``model.predict`` returns them (``numpy.asarray``): int64, float64
+    or str; ValueError for labels no ONNX tensor holds (integers beyond int64)."""
+    labels = np.asarray(classes)
+    if labels.dtype.kind == "i":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "f":
+        return labels.astype(np.float64)
+    if labels.dtype.kind == "U":
+        return labels
+    raise ValueError(f"cannot export the class labels {classes[:3]!r:.60}...: they make a "
+                     f"{labels.dtype} array, which no ONNX tensor holds; use integers within "
+                     f"int64, numbers or text as labels")
+
+
+def _plain(a):
+    a = np.asarray(a, dtype=np.float64)
+    return float(a) if a.ndim == 0 else a.tolist()
+
+
+def _scaler_json(scaler):
+    return {"method": scaler.method, "offset": _plain(scaler.offset),
+            "scale": _plain(scaler.scale)}
 
 
 def _scaler_from_json(d):
@@ -166,7 +306,30 @@ def _scaler_from_json(d):
     return s
 
 
-def _metadata(net, scaler, classes):
+def _model_record(model, onnx_inputs=None) -> dict:
+    """The model's record as JSON (see the module docstring): ``model.state()``'s JSON with
+    the scaler's statistics as numbers, the network's input names and, for ONNX, the graph's
+    inputs."""
+    state = model.state()
+    record = json.loads(json.dumps(state["json"]))  # a copy
+    record["inputs"]["offset"] = _plain(state["arrays"]["inputs/offset"])
+    record["inputs"]["scale"] = _plain(state["arrays"]["inputs/scale"])
+    record["input_names"] = list(model.inputs.input_names)
+    if onnx_inputs is not None:
+        record["onnx_inputs"] = onnx_inputs
+    return record
+
+
+def _model_extras(model):
+    """``(scaler, classes)`` for the metadata keys a bare network's export has, where they mean
+    the same for the model: the scaler when it scales every network input (no text columns),
+    the classifier's labels."""
+    scaler = model.inputs.scaler if not model.inputs.category_columns else None
+    classes = list(model.target.classes) if model.target.is_classifier else None
+    return scaler, classes
+
+
+def _metadata(net, scaler, classes, model=None, onnx_inputs=None):
     from . import __version__  # noqa: PLC0415  (late: xpnet/__init__ may import this module)
 
     meta = {"format": SAFETENSORS_FORMAT, "format_version": str(SAFETENSORS_VERSION),
@@ -177,25 +340,31 @@ def _metadata(net, scaler, classes):
         meta["scaler"] = json.dumps(_scaler_json(scaler))
     if classes is not None:
         meta["classes"] = json.dumps(classes)
+    if model is not None:
+        meta["model"] = json.dumps(_model_record(model, onnx_inputs))
     return meta
 
 
 # ---------------------------------------------------------------------------- export
 def export(net, path, scaler=None, classes=None, *, fold_batch_norm=True) -> Path:
-    """Write ``net`` to ``path``, in the format its suffix names (``.onnx`` | ``.safetensors``).
+    """Write ``net`` (a model or a network) to ``path``, in the format its suffix names
+    (``.onnx`` | ``.safetensors``).
 
     Args:
-        net: a :class:`~xpnet.Sequential` or :class:`~xpnet.MLP` (any device, any dtype).
+        net: an :class:`~xpnet.Model` (raw rows in, labels or values out: see the module
+            docstring), or a :class:`~xpnet.Sequential` or :class:`~xpnet.MLP` (any device, any
+            dtype).
         path: the file to write (atomically); its folder must exist.
-        scaler: an optional fitted :class:`~xpnet.Scaler`. ONNX: applied inside the graph, so
-            the model takes raw inputs. safetensors: stored in the metadata.
-        classes: optional labels, one per output (e.g. ``list(range(10))`` for MNIST), stored in
-            the metadata.
+        scaler: networks only: an optional fitted :class:`~xpnet.Scaler`. ONNX: applied inside
+            the graph, so the model takes raw inputs. safetensors: stored in the metadata.
+        classes: networks only: optional labels, one per output (e.g. ``list(range(10))`` for
+            MNIST), stored in the metadata.
         fold_batch_norm: ONNX only: fold each batch norm into the Gemm before it.
 
-    Returns the path. Raises ``ValueError`` for another suffix or a layer or head that cannot be
-    exported (naming it), ``ImportError`` (naming the ``pip install``) when the package for the
-    format is missing, ``OSError`` when the file cannot be written (the old file is kept).
+    Returns the path. Raises ``TypeError`` for ``scaler=`` or ``classes=`` with a Model,
+    ``ValueError`` for another suffix or anything that cannot be exported (naming it),
+    ``ImportError`` (naming the ``pip install``) when the package for the format is missing,
+    ``OSError`` when the file cannot be written (the old file is kept).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -211,22 +380,73 @@ def export(net, path, scaler=None, classes=None, *, fold_batch_norm=True) -> Pat
 
 
 def _safetensors_bytes(net, scaler, classes):
-    _check_net(net)
-    scaler, classes = _check_scaler(scaler, net), _check_classes(classes, net)
+    if isinstance(net, Model):
+        _check_model(net, scaler, classes)
+        model, net = net, net.net
+        meta = _metadata(net, *_model_extras(model), model=model)
+    else:
+        _check_net(net)
+        scaler, classes = _check_scaler(scaler, net), _check_classes(classes, net)
+        meta = _metadata(net, scaler, classes)
     st = _import_safetensors()
     tensors = {name: np.ascontiguousarray(a) for name, a in net.state_dict().items()}
-    return st.numpy.save(tensors, metadata=_metadata(net, scaler, classes))
+    return st.numpy.save(tensors, metadata=meta)
 
 
+# ---------------------------------------------------------------------------- reading safetensors
 def load_safetensors(path, device="auto"):
     """Read a ``.safetensors`` file written by :func:`export`: ``(net, scaler, classes)``, the
-    last two None when the file has none. Raises ``ValueError`` for a file it did not write."""
+    last two None when the file has none (for a file written from a Model, the scaler when
+    it scaled every network input and the classifier's labels; :func:`load_model` gives the
+    whole model). Raises ``ValueError`` for a file it did not write, or one whose tensors do
+    not fit the network its metadata describes."""
+    net, meta = _read_safetensors(path, device)
+    scaler = classes = None
+    try:
+        if "scaler" in meta:
+            scaler = _scaler_from_json(json.loads(meta["scaler"]))
+        if "classes" in meta:
+            classes = json.loads(meta["classes"])
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path} has damaged scaler or classes metadata ({exc}); re-export "
+                         f"it") from None
+    return net, scaler, classes
+
+
+def load_model(path, device="auto") -> Model:
+    """The :class:`~xpnet.Model` of a ``.safetensors`` file written by ``export(model, ...)``:
+    the same network, input schema and target, so the same predictions. Raises ``ValueError``
+    for a file written from a bare network (read it with :func:`load_safetensors`), a damaged
+    model record, or a file :func:`load_safetensors` refuses."""
+    net, meta = _read_safetensors(path, device)
+    if "model" not in meta:
+        raise ValueError(f"{path} holds a bare network, not an xpnet.Model (it was exported "
+                         f"from a network); read it with xpnet.export.load_safetensors")
+    try:
+        record = json.loads(meta["model"])
+        inputs = dict(record["inputs"])
+        offset, scale = inputs.pop("offset"), inputs.pop("scale")
+        record = {k: v for k, v in record.items() if k not in ("input_names", "onnx_inputs")}
+        record["inputs"] = inputs
+        state = {"json": {"model": record},
+                 "arrays": {"model/inputs/offset": np.asarray(offset, dtype=np.float64),
+                            "model/inputs/scale": np.asarray(scale, dtype=np.float64)}}
+        model = Model.from_state(net, state)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        raise ValueError(f"{path} has a damaged model record ({exc}); re-export it from the "
+                         f"model") from None
+    return model
+
+
+def _read_safetensors(path, device):
+    """``(net, metadata)`` of an xpnet safetensors file, the tensors checked against the
+    config before the network is built."""
     st = _import_safetensors()
     path = Path(path)
     try:
         with st.safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
-        tensors = st.numpy.load_file(str(path))
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
     except FileNotFoundError:
         raise
     except Exception as exc:  # safetensors raises its own SafetensorError for damaged files
@@ -235,27 +455,116 @@ def load_safetensors(path, device="auto"):
     if meta.get("format") != SAFETENSORS_FORMAT or "config" not in meta:
         raise ValueError(f"{path} is a safetensors file but was not written by xpnet.export "
                          f"(its metadata has no xpnet config)")
-    config = json.loads(meta["config"])
-    if meta.get("architecture") == "MLP":
-        net = MLP(**config, device=device)
-    else:
-        net = Sequential.from_config(config, device=device)
+    architecture = meta.get("architecture", "Sequential")
+    try:
+        config = json.loads(meta["config"])
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path} has a damaged network config in its metadata ({exc}); "
+                         f"re-export it") from None
+    _check_tensor_shapes(path, architecture, config, shapes)
+    try:
+        tensors = st.numpy.load_file(str(path))
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable safetensors file "
+                         f"({type(exc).__name__}: {exc})") from exc
+    try:
+        if architecture == "MLP":
+            net = MLP(**config, device=device)
+        else:
+            net = Sequential.from_config(config, device=device)
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"{path} has a damaged network config in its metadata ({exc}); "
+                         f"re-export it") from None
     net.load_state_dict(tensors, strict=True)
-    scaler = _scaler_from_json(json.loads(meta["scaler"])) if "scaler" in meta else None
-    classes = json.loads(meta["classes"]) if "classes" in meta else None
-    return net, scaler, classes
+    return net, meta
+
+
+def _layer_kinds(architecture, config):
+    """``[(type, sizes)]``, one per layer of the network ``config`` describes, without building
+    it: ``("Linear", (in, out))``, ``("BatchNorm1d", (n,))``, ``(other type, None)``."""
+    if architecture == "MLP":
+        sizes = config["layer_sizes"]
+        dropout = config.get("dropout") or 0
+        layers = []
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+            layers.append(("Linear", (n_in, n_out)))
+            if config.get("batch_norm") is True:
+                layers.append(("BatchNorm1d", (n_out,)))
+            layers.append(("activation", None))
+            if dropout:
+                layers.append(("Dropout", None))
+        return layers + [("Linear", (sizes[-2], sizes[-1]))]
+    kinds = []
+    for spec in config["layers"]:
+        kind = spec.get("type")
+        if kind == "Linear":
+            kinds.append((kind, (spec["in_features"], spec["out_features"])))
+        elif kind == "BatchNorm1d":
+            kinds.append((kind, (spec["num_features"],)))
+        else:
+            kinds.append((str(kind), None))
+    return kinds
+
+
+def _check_tensor_shapes(path, architecture, config, shapes):
+    """Refuse a file whose tensors are not those of the network its config describes (by name
+    and shape), or whose network exceeds MAX_NETWORK_BYTES, before anything is built: the
+    network's size is then bounded by the file's (safetensors checks that the file holds
+    every byte its header declares)."""
+    if architecture not in ("MLP", "Sequential"):
+        raise ValueError(f"{path} declares the architecture {architecture!r:.40}, which xpnet "
+                         f"does not build; re-export it")
+    n = network_size(architecture, config)
+    if n is None:
+        raise ValueError(f"{path} has a damaged network config in its metadata; re-export it")
+    nbytes = n * (8 if config.get("dtype") == "float64" else 4)
+    if nbytes > MAX_NETWORK_BYTES:
+        raise ValueError(f"{path} describes a network of {n} parameters ({nbytes} bytes), more "
+                         f"than the {MAX_NETWORK_BYTES} bytes xpnet loads; the file is damaged "
+                         f"or crafted")
+    expected, free = {}, set()
+    for i, (kind, sizes) in enumerate(_layer_kinds(architecture, config)):
+        if kind == "Linear":
+            expected[f"{i}.weight"], expected[f"{i}.bias"] = (sizes[1], sizes[0]), (sizes[1],)
+        elif kind == "BatchNorm1d":
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                expected[f"{i}.{key}"] = sizes
+        else:
+            free.add(str(i))  # a registered layer's own tensors: checked when it is loaded
+    for name, want in expected.items():
+        if name not in shapes:
+            raise ValueError(f"{path} lacks the tensor {name!r} its network config needs; the "
+                             f"file is damaged: re-export it")
+        if shapes[name] != tuple(want):
+            raise ValueError(f"{path} has the tensor {name!r} of shape {shapes[name]}, but its "
+                             f"network config needs {tuple(want)}; the file is damaged: "
+                             f"re-export it")
+    for name in shapes:
+        if name not in expected and name.split(".", 1)[0] not in free:
+            raise ValueError(f"{path} has the tensor {name!r}, which its network config does "
+                             f"not declare; the file is damaged: re-export it")
 
 
 # ---------------------------------------------------------------------------- ONNX
 class _Graph:
-    """Nodes and float32 initializers of the ONNX graph being built."""
+    """Nodes and initializers of the ONNX graph being built."""
 
     def __init__(self, helper, numpy_helper):
         self.helper, self.numpy_helper = helper, numpy_helper
         self.nodes, self.initializers, self._scalars = [], [], {}
+        self.uses_ml = False
 
     def tensor(self, name, value):
+        """A float32 initializer."""
         array = np.ascontiguousarray(np.asarray(value, dtype=np.float64).astype(np.float32))
+        self.initializers.append(self.numpy_helper.from_array(array, name))
+        return name
+
+    def const(self, name, array):
+        """An initializer of ``array``'s own type (int64, float64 or str)."""
+        array = np.asarray(array)
+        if array.dtype.kind == "U":
+            array = array.astype(object)
         self.initializers.append(self.numpy_helper.from_array(array, name))
         return name
 
@@ -268,6 +577,8 @@ class _Graph:
     def op(self, op_type, inputs, scope, output=None, **attrs):
         n = len(self.nodes)
         output = output or f"{scope}/{op_type}_{n}"
+        if attrs.get("domain") == ML_DOMAIN:
+            self.uses_ml = True
         self.nodes.append(self.helper.make_node(op_type, list(inputs), [output],
                                                 name=f"{scope}/{op_type}_{n}", **attrs))
         return output
@@ -314,25 +625,18 @@ _HEAD_OPS = {SoftmaxCrossEntropy: ("Softmax", {"axis": 1}), SigmoidBCE: ("Sigmoi
              SquaredError: ("Identity", {})}
 
 
-def to_onnx(net, scaler=None, classes=None, *, fold_batch_norm=True):
-    """The ONNX ``ModelProto`` of ``net`` (see the module docstring), checked by
-    ``onnx.checker.check_model``; :func:`export` serialises it."""
-    from . import __version__  # noqa: PLC0415
-
-    _check_net(net)
-    scaler, classes = _check_scaler(scaler, net), _check_classes(classes, net)
+def _check_head(net):
     head = _HEAD_OPS.get(type(net.head))
     if head is None:
         raise ValueError(f"cannot export the output head {type(net.head).__name__} "
                          f"({net.head.name!r}) to ONNX: xpnet exports softmax, sigmoid and "
                          f"identity heads")
-    onnx, helper, numpy_helper, TensorProto = _import_onnx()
-    g = _Graph(helper, numpy_helper)
+    return head
+
+
+def _layer_nodes(g, net, x, fold_batch_norm):
+    """The network's layers applied to the tensor ``x``; returns the logits' name."""
     state = net.state_dict()
-    x = INPUT_NAME
-    if scaler is not None and scaler.method != "none":
-        x = g.op("Sub", [x, g.tensor("scaler.offset", scaler.offset)], "scaler")
-        x = g.op("Div", [x, g.tensor("scaler.scale", scaler.scale)], "scaler")
     layers, i = net.layers, 0
     while i < len(layers):
         layer, kind, scope = layers[i], type(layers[i]), str(i)
@@ -361,7 +665,43 @@ def to_onnx(net, scaler=None, classes=None, *, fold_batch_norm=True):
                                  f"(.safetensors) instead")
             x = y
         i += 1
-    op_type, attrs = head
+    return x
+
+
+def _finish(g, onnx, helper, inputs, outputs, doc, props):
+    """The checked ModelProto of the graph ``g``."""
+    from . import __version__  # noqa: PLC0415
+
+    graph = helper.make_graph(g.nodes, "xpnet", inputs, outputs, initializer=g.initializers)
+    opsets = [helper.make_opsetid("", ONNX_OPSET)]
+    if g.uses_ml:
+        opsets.append(helper.make_opsetid(ML_DOMAIN, ML_OPSET))
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=ONNX_IR_VERSION,
+                              producer_name="xpnet", producer_version=__version__,
+                              doc_string=doc)
+    helper.set_model_props(model, {k: v for k, v in props.items()
+                                   if not k.startswith("format")})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def to_onnx(net, scaler=None, classes=None, *, fold_batch_norm=True):
+    """The ONNX ``ModelProto`` of ``net``, an :class:`~xpnet.Model` (``scaler`` and ``classes``
+    must then be None) or a network (see the module docstring), checked by
+    ``onnx.checker.check_model``; :func:`export` serialises it."""
+    if isinstance(net, Model):
+        _check_model(net, scaler, classes)
+        return _model_onnx(net, fold_batch_norm)
+    _check_net(net)
+    scaler, classes = _check_scaler(scaler, net), _check_classes(classes, net)
+    op_type, attrs = _check_head(net)
+    onnx, helper, numpy_helper, TensorProto = _import_onnx()
+    g = _Graph(helper, numpy_helper)
+    x = INPUT_NAME
+    if scaler is not None and scaler.method != "none":
+        x = g.op("Sub", [x, g.tensor("scaler.offset", scaler.offset)], "scaler")
+        x = g.op("Div", [x, g.tensor("scaler.scale", scaler.scale)], "scaler")
+    x = _layer_nodes(g, net, x, fold_batch_norm)
     g.op(op_type, [x], "head", output=OUTPUT_NAME, **attrs)
 
     n_in, n_out = net.n_features_in, net.n_outputs
@@ -370,20 +710,152 @@ def to_onnx(net, scaler=None, classes=None, *, fold_batch_norm=True):
     inputs = ("raw features; the graph applies the scaler first, (x - offset) / scale"
               if scaler is not None and scaler.method != "none" else
               "features scaled as during training")
-    graph = helper.make_graph(
-        g.nodes, "xpnet",
+    return _finish(
+        g, onnx, helper,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", n_in])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", n_out])],
-        initializer=g.initializers)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=ONNX_IR_VERSION,
-        producer_name="xpnet", producer_version=__version__,
-        doc_string=f"{INPUT_NAME}: float32 (batch, {n_in}), {inputs}. "
-                   f"{OUTPUT_NAME}: float32 (batch, {n_out}), {what}.")
-    helper.set_model_props(model, {k: v for k, v in _metadata(net, scaler, classes).items()
-                                   if not k.startswith("format")})
-    onnx.checker.check_model(model, full_check=True)
-    return model
+        f"{INPUT_NAME}: float32 (batch, {n_in}), {inputs}. "
+        f"{OUTPUT_NAME}: float32 (batch, {n_out}), {what}.",
+        _metadata(net, scaler, classes))
+
+
+# ---------------------------------------------------------------------------- ONNX of a Model
+def _onnx_input_names(model) -> dict:
+    """Column name -> graph input name for each text column: the name made an identifier
+    (``[A-Za-z0-9_]``, not starting with a digit), unique, and distinct from the graph's
+    other names. A column whose name already is such an identifier keeps it; the others get
+    ``_2``, ``_3``... when needed."""
+    def usable(name):
+        return name not in taken and not re.fullmatch(r"const_\d+", name)
+
+    taken = set(_RESERVED_NAMES)
+    columns = [spec.name for spec in model.inputs.category_columns]
+    names = {}
+    for column in columns:  # names that need no change first, so that they stay as they are
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column) and usable(column):
+            names[column] = column
+            taken.add(column)
+    for column in columns:
+        if column in names:
+            continue
+        base = re.sub(r"[^A-Za-z0-9_]", "_", column) or "column"
+        if base[0].isdigit():
+            base = "_" + base
+        name, k = base, 2
+        while not usable(name):
+            name, k = f"{base}_{k}", k + 1
+        names[column] = name
+        taken.add(name)
+    return {column: names[column] for column in columns}
+
+
+def _label_type(labels) -> str:
+    return {"i": "int64", "f": "float64"}.get(labels.dtype.kind, "string")
+
+
+def _signature(model, names):
+    """``(inputs, outputs)`` of a model's graph, each ``[(name, type, dims, what)]``."""
+    inputs, target = model.inputs, model.target
+    impute = inputs.missing == "impute"
+    ins = []
+    numeric = inputs.numeric_columns
+    if numeric:
+        scaled = (f"scaled in the graph ({inputs.scaler.method})"
+                  if inputs.scaler.method != "none" else "not scaled")
+        columns = ", ".join(c.name for c in numeric) if len(numeric) <= 4 else \
+            f"{len(numeric)} number columns"
+        booleans = " (booleans 1/0)" if any(c.kind == "boolean" for c in numeric) else ""
+        missing = "NaN = missing" if impute else "NaN propagates"
+        ins.append((INPUT_NAME, "float32", ["batch", len(numeric)],
+                    f"{columns}: raw values{booleans}, {scaled}; {missing}"))
+    for spec in inputs.category_columns:
+        ins.append((names[spec.name], "string", ["batch", 1],
+                    f"column {spec.name!r}, {len(spec.categories)} categories; '' = missing"))
+    if target.is_classifier:
+        labels = _label_array(target.classes)
+        outs = [(LABEL_NAME, _label_type(labels), ["batch"], f"classes {_span(target.classes)}"),
+                (PROBABILITIES_NAME, "float32", ["batch", len(labels)],
+                 "one column per class, in that order")]
+    else:
+        what = repr(target.name) if target.name else "the target"
+        outs = [(PREDICTION_NAME, "float32", ["batch", 1], f"{what} in its units")]
+    return ins, outs
+
+
+def _model_onnx(model, fold_batch_norm):
+    net, inputs, target = model.net, model.inputs, model.target
+    onnx, helper, numpy_helper, TensorProto = _import_onnx()
+    g = _Graph(helper, numpy_helper)
+    names = _onnx_input_names(model)
+    impute = inputs.missing == "impute"
+    blocks = []
+    numeric = inputs.numeric_columns
+    if numeric:
+        x = INPUT_NAME
+        if impute:
+            x = g.op("Imputer", [x], "inputs", domain=ML_DOMAIN,
+                     imputed_value_floats=[float(c.fill) for c in numeric],
+                     replaced_value_float=float("nan"))
+        if inputs.scaler.method != "none":
+            x = g.op("Sub", [x, g.tensor("inputs.offset", inputs.scaler.offset)], "inputs")
+            x = g.op("Div", [x, g.tensor("inputs.scale", inputs.scaler.scale)], "inputs")
+        blocks.append(x)
+    markers = sorted(MISSING_MARKERS)
+    for spec in inputs.category_columns:
+        name, cats = names[spec.name], list(spec.categories)
+        scope = f"inputs/{name}"
+        x = name
+        if impute:  # a missing cell -> the fill category; a known one -> itself; else unseen
+            kept = [c for c in cats if c not in MISSING_MARKERS]
+            unseen = next(s for s in ("", *(f"\0{k}" for k in range(len(cats) + 1)))
+                          if s not in cats)
+            x = g.op("LabelEncoder", [x], scope, domain=ML_DOMAIN,
+                     keys_strings=markers + kept,
+                     values_strings=[spec.fill] * len(markers) + kept, default_string=unseen)
+        x = g.op("OneHotEncoder", [x], scope, domain=ML_DOMAIN, cats_strings=cats, zeros=1)
+        x = g.op("Reshape", [x, g.const(f"{scope}.shape", np.array([0, len(cats)], np.int64))],
+                 scope)
+        if not impute:  # a missing cell makes the block NaN, so that the outputs are NaN
+            nan = g.op("LabelEncoder", [name], scope, domain=ML_DOMAIN, keys_strings=markers,
+                       values_floats=[float("nan")] * len(markers), default_float=0.0)
+            x = g.op("Add", [x, nan], scope)
+        blocks.append(x)
+    x = blocks[0] if len(blocks) == 1 else g.op("Concat", blocks, "inputs", axis=1)
+    x = _layer_nodes(g, net, x, fold_batch_norm)
+    if target.is_classifier:
+        proba = g.op("Softmax", [x], "head", output=PROBABILITIES_NAME, axis=1)
+        index = g.op("ArgMax", [proba], "head", axis=1, keepdims=0)
+        labels = g.const("classes", _label_array(target.classes))
+        g.op("Gather", [labels, index], "head", output=LABEL_NAME, axis=0)
+    else:
+        y = g.op("Mul", [x, g.tensor("target.scale", target.scale)], "head")
+        g.op("Add", [y, g.tensor("target.mean", target.mean)], "head", output=PREDICTION_NAME)
+
+    ins, outs = _signature(model, names)
+    types_ = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,
+              "int64": TensorProto.INT64, "string": TensorProto.STRING}
+    info = helper.make_tensor_value_info
+    onnx_inputs = {}
+    if numeric:
+        onnx_inputs[INPUT_NAME] = [c.name for c in numeric]
+    onnx_inputs.update({graph: column for column, graph in names.items()})
+    doc = " ".join(f"{n}: {t} ({', '.join(map(str, d))}), {w}." for n, t, d, w in ins + outs)
+    return _finish(g, onnx, helper, [info(n, types_[t], d) for n, t, d, _ in ins],
+                   [info(n, types_[t], d) for n, t, d, _ in outs], doc,
+                   _metadata(net, *_model_extras(model), model=model, onnx_inputs=onnx_inputs))
+
+
+def _span(classes):
+    classes = list(classes)
+    if classes == list(range(len(classes))) and len(classes) > 3:
+        return f"0..{len(classes) - 1}"
+    return _listed(classes, 6)
+
+
+def _listed(items, shown=8) -> str:
+    items = [str(i) for i in items]
+    text = ", ".join(items[:shown])
+    return text + (f", ... ({len(items)} in all)" if len(items) > shown else "")
 
 
 # ---------------------------------------------------------------------------- PyTorch
@@ -392,7 +864,7 @@ def to_torch(net, include_head=False):
     net's dtype, on the CPU), with every weight and running statistic copied, in eval mode.
     The output head is not part of it unless ``include_head`` (``nn.Softmax(dim=1)`` or
     ``nn.Sigmoid()`` appended; nothing for identity), so by default it returns the logits."""
-    _check_net(net)
+    _check_net(net, model_too=False)
     torch = _import_torch("to_torch")
     nn = torch.nn
     dtype = torch.float64 if net.dtype == "float64" else torch.float32
@@ -502,28 +974,19 @@ PROG = "xpnet.export"
 
 
 def build_parser() -> Parser:
-    p = Parser(prog=PROG, description="Export a checkpoint written by xpnet.train --save to "
-               "ONNX (with its input scaling in the graph) or safetensors.")
-    p.add_argument("checkpoint", help="a .npz written by xpnet.train --save or xpnet.save")
+    p = Parser(prog=PROG, description="Export a checkpoint written by xpnet.train --save (or "
+               "Model.save, or xpnet.save) to ONNX or safetensors. A model exports whole: raw "
+               "rows in (numbers as one float32 input, each text column as a string input), "
+               "labels and probabilities (or values in the target's units) out.")
+    p.add_argument("checkpoint", help="a .npz written by xpnet.train --save, Model.save or "
+                   "xpnet.save")
     p.add_argument("output", help="OUT.onnx or OUT.safetensors")
     p.add_argument("--no-scaler", action="store_true",
-                   help="leave the saved input scaling out: the model then takes scaled inputs")
+                   help="export the network alone, without the input scaling (and a model's "
+                        "column handling and label decoding): it then takes inputs prepared "
+                        "as in training and returns the network's outputs")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
-
-
-def _classes(net, state):
-    """Class labels: saved ones, else ``0..k-1`` for a softmax classifier (MNIST: digits)."""
-    saved = state["json"].get("classes") if state is not None else None
-    if isinstance(saved, list) and len(saved) == net.n_outputs:
-        return saved
-    return list(range(net.n_outputs)) if net.head.name == "softmax" else None
-
-
-def _span(classes):
-    if classes == list(range(len(classes))) and len(classes) > 3:
-        return f"0..{len(classes) - 1}"
-    return ", ".join(map(str, classes))
 
 
 def main(argv=None) -> int:
@@ -535,41 +998,68 @@ def _main(argv) -> int:
     suffix = Path(args.output).suffix.lower()
     if suffix not in FORMATS:
         raise UsageError(f"the output {args.output!r} must end in .onnx or .safetensors")
+    if same_file(args.checkpoint, args.output):
+        raise UsageError(f"the output {args.output} is the checkpoint itself; write the export "
+                         f"to another file")
     check_writable("output", args.output)
     try:
         _import_onnx() if suffix == ".onnx" else _import_safetensors()
     except ImportError as exc:
         raise Failure(str(exc)) from None
-    from .checkpoint import CheckpointError, load_checkpoint, sub_state
+    from .checkpoint import CheckpointError
+    from .model import load
 
     try:
-        net, state = load_checkpoint(args.checkpoint, device="cpu")
+        loaded = load(args.checkpoint, device="cpu")
     except CheckpointError as exc:
         raise Failure(str(exc)) from exc
-    scaler = None
-    if not args.no_scaler and state is not None and "scaler" in state["json"]:
-        try:
-            scaler = Scaler.from_state(sub_state(state, "scaler"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise Failure(f"checkpoint {args.checkpoint} has an unreadable input scaler "
-                          f"({type(exc).__name__}: {exc}); re-save it, or pass --no-scaler"
-                          ) from exc
-    classes = _classes(net, state)
+    if isinstance(loaded, Model) and not args.no_scaler:
+        path = export(loaded, args.output)
+        print(_model_summary(path, loaded, suffix))
+        return EXIT_OK
+    net = loaded.net if isinstance(loaded, Model) else loaded
+    scaler, classes = None, _bare_classes(loaded)
     path = export(net, args.output, scaler=scaler, classes=classes)
-    scaled = (f"raw values, scaled in the graph ({scaler.method})" if scaler is not None
-              and scaler.method != "none" else "scaled values (no scaler in the graph)")
     if suffix == ".onnx":
         what = {"softmax": "softmax probabilities", "sigmoid": "sigmoid probabilities"}.get(
             net.head.name, "outputs")
         labels = "" if classes is None else f" of classes {_span(classes)}"
         print(f"wrote {path} (ONNX opset {ONNX_OPSET}): input {INPUT_NAME!r} float32 "
-              f"[batch, {net.n_features_in}] of {scaled}; output {OUTPUT_NAME!r} float32 "
-              f"[batch, {net.n_outputs}]: {what}{labels}")
+              f"[batch, {net.n_features_in}] of scaled values (no scaler in the graph); output "
+              f"{OUTPUT_NAME!r} float32 [batch, {net.n_outputs}]: {what}{labels}")
     else:
         print(f"wrote {path} (safetensors): {len(net.state_dict())} tensors; config"
-              f"{', scaler' if scaler is not None else ''}"
               f"{', classes' if classes is not None else ''} in the metadata")
     return EXIT_OK
+
+
+def _bare_classes(loaded):
+    """Labels of a network exported alone: a classifier model's (when they are integers or
+    text), else ``0..k-1`` for a softmax network (MNIST: digits), else None."""
+    if isinstance(loaded, Model):
+        target = loaded.target
+        if target.is_classifier and all(isinstance(c, (int, str)) for c in target.classes):
+            return list(target.classes)
+        return None
+    return list(range(loaded.n_outputs)) if loaded.head.name == "softmax" else None
+
+
+def _model_summary(path, model, suffix) -> str:
+    if suffix == ".safetensors":
+        meta = ["config", *[k for k, v in zip(("scaler", "classes"), _model_extras(model))
+                            if v is not None], "model"]
+        return (f"wrote {path} (safetensors): {len(model.net.state_dict())} tensors; "
+                f"{', '.join(meta)} in the metadata (xpnet.export.load_model reads the model)")
+    ins, outs = _signature(model, _onnx_input_names(model))
+    uses_ml = model.inputs.missing == "impute" and model.inputs.numeric_columns \
+        or model.inputs.category_columns
+    opsets = f"ONNX opset {ONNX_OPSET}" + (f", {ML_DOMAIN} {ML_OPSET}" if uses_ml else "")
+
+    def side(items):
+        return ", ".join(f"{n!r} {t} [{', '.join(map(str, d))}] ({w})" for n, t, d, w in items)
+
+    return (f"wrote {path} ({opsets}): input{'s' if len(ins) > 1 else ''} {side(ins)}; "
+            f"outputs {side(outs)}")
 
 
 # ---------------------------------------------------------------------------- callable module
