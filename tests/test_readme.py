@@ -75,6 +75,7 @@ def test_readme_deploy_example_runs(tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnx", reason="python -m xpnet.export needs onnx")
     data_dir = _data_dir()
     section = _section("Deploy a trained model")
+    section = section.split("\n### A table model\n")[0]  # run by the own-data test
     blocks = re.findall(r"^```(\w*)\n(.*?)^```$", section, flags=re.S | re.M)
     assert [lang for lang, _ in blocks] == ["sh", "python", ""], blocks
     (_, shell), (_, example), (_, shown) = blocks
@@ -314,6 +315,24 @@ def test_readme_own_data_and_model_examples_run(tmp_path, monkeypatch, capsys):
     model = __import__("xpnet").load(tmp_path / "runs" / "patients.npz", device="cpu")
     rows = pd.read_csv(tmp_path / "new_patients.csv")
     assert [r[1] for r in got[1:]] == model.predict(rows).tolist()  # CLI == library
+
+    # "Deploy", "A table model": the export command, then onnxruntime on the raw rows gives
+    # the labels xpnet gives, and the README shows what it prints.
+    pytest.importorskip("onnxruntime", reason="the deploy example runs onnxruntime")
+    table = _section("Deploy a trained model").split("\n### A table model\n")[1]
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", table, flags=re.S | re.M)
+    assert [lang for lang, _ in blocks] == ["sh", "python", ""], blocks
+    (_, export), (_, example), (_, shown) = blocks
+    words = shlex.split(export.strip())
+    assert words[:3] == ["python", "-m", "xpnet.export"]
+    result = subprocess.run([sys.executable, *words[1:]], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    runpy.run_path(str(_write(tmp_path / "deploy_table.py", example)), run_name="__main__")
+    onnx_line, xpnet_line = capsys.readouterr().out.splitlines()
+    assert onnx_line.split("[")[1] == xpnet_line.split("[")[1]  # the same labels
+    assert onnx_line.split(":", 1)[1].strip() == xpnet_line.split(":", 1)[1].strip()
+    assert shown.splitlines()[0].split("[")[1] == onnx_line.split("[")[1]
 
 
 def csv_rows(text):
