@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import xpnet
 from xpnet import MLP, fit, get_device
 from xpnet import checkpoint as ckpt
 from xpnet.backend import cuda_status
@@ -100,7 +101,7 @@ def _rewrite(src, dst, **changes):
 
 def _meta(path):
     with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["__meta__"]))
+        return json.loads(ckpt.meta_text(z["__meta__"]))
 
 
 # ------------------------------------------------------------------------------- round trips
@@ -172,8 +173,10 @@ def test_file_format(tmp_path):
         names = set(z.files)
         meta_array = z["__meta__"]
         assert z["train/a/b"].tolist() == [2, 3]
-    assert meta_array.dtype.kind == "U" and meta_array.ndim == 0
-    meta = json.loads(str(meta_array))
+    # UTF-8 bytes: a 0-d unicode array would take 4 bytes a character, and a long run's JSON
+    # would meet the per-item cap of the reader (issue 23, family 1)
+    assert meta_array.dtype == np.uint8 and meta_array.ndim == 1
+    meta = json.loads(meta_array.tobytes().decode("utf-8"))
     assert meta == {
         "format": "xpnet-checkpoint",
         "format_version": 2,
@@ -626,3 +629,25 @@ def test_v2_trainer_state_resumes_exactly_through_a_file(tmp_path):
         f"trainer/opt/{s}/{n}" for s in ("m", "v") for n, _ in resumed.named_parameters()}
     fit(resumed, X, y, epochs=4, resume=ckpt.sub_state(state, "trainer"), **kw)
     _assert_same_net(straight, resumed)
+
+
+def test_what_is_saved_loads_back_however_long_its_json(tmp_path):
+    """One limit for saver and reader (issue 23, family 1): a 4,000-epoch history and a
+    30,000-column table's model record, each far past the 262,144 characters a one-element
+    unicode __meta__ could hold, save and load back; a first-format-2 unicode __meta__ is
+    still read."""
+    net = xpnet.MLP([3, 2], device="cpu", seed=0)
+    history = {"loss": [0.123456789] * 4000, "val_loss": [None] * 4000}
+    path = ckpt.save(net, tmp_path / "long.npz", {"json": {"history": history}, "arrays": {}})
+    _, state = ckpt.load_checkpoint(path, device="cpu")
+    assert state["json"]["history"] == history
+    names = [f"column_{j:05d}" for j in range(30_000)]
+    model = xpnet.Model(xpnet.MLP([30_000, 2], device="cpu", seed=0),
+                        xpnet.InputSchema.numeric(names, xpnet.Scaler("none").fit(
+                            np.zeros((1, 30_000)))),
+                        xpnet.Target("classification", classes=["a", "b"]))
+    wide = model.save(tmp_path / "wide.npz")
+    assert len(json.dumps(_meta(wide))) > 1_000_000
+    assert xpnet.load(wide, device="cpu").feature_names_in_[-1] == "column_29999"
+    old = _rewrite(path, tmp_path / "u.npz", __meta__=np.array(json.dumps(_meta(path))))
+    assert ckpt.load_checkpoint(old, device="cpu")[1]["json"]["history"] == history

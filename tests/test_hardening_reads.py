@@ -182,7 +182,7 @@ def test_header_shape_is_checked_before_data(good_ckpt, tmp_path):
                          ids=["4-TiB", "10**40"])
 def test_configs_beyond_the_size_cap_are_refused_before_allocating(good_ckpt, tmp_path, sizes):
     with zipfile.ZipFile(good_ckpt) as zf:
-        meta = json.loads(str(np.load(zf.open("__meta__.npy"))))
+        meta = json.loads(ckpt.meta_text(np.load(zf.open("__meta__.npy"))))
     meta["config"]["layer_sizes"] = sizes
     bad = _with_meta(good_ckpt, tmp_path / "big.npz", np.array(json.dumps(meta)))
     with pytest.raises(CheckpointError, match="more than the 2147483648 bytes"):
@@ -204,7 +204,7 @@ def _with_meta(src, dst, meta_array=None, raw_meta=None):
 @pytest.mark.parametrize("depth", [70, 100_000])
 def test_deeply_nested_meta_is_a_plain_error(good_ckpt, tmp_path, depth):
     with zipfile.ZipFile(good_ckpt) as zf:
-        meta = json.loads(str(np.load(zf.open("__meta__.npy"))))
+        meta = json.loads(ckpt.meta_text(np.load(zf.open("__meta__.npy"))))
     text = json.dumps(meta)[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
     bad = _with_meta(good_ckpt, tmp_path / "deep.npz", np.array(text))
     with pytest.raises(CheckpointError, match="nested"):
@@ -216,7 +216,7 @@ def test_deeply_nested_meta_is_a_plain_error(good_ckpt, tmp_path, depth):
 
 def test_members_that_are_not_arrays_are_plain_errors(good_ckpt, tmp_path):
     with zipfile.ZipFile(good_ckpt) as zf:
-        meta_text = str(np.load(zf.open("__meta__.npy")))
+        meta_text = ckpt.meta_text(np.load(zf.open("__meta__.npy")))
     cases = {
         # __meta__ stored as raw bytes (np.load would hand back bytes, not an array)
         "raw-meta": _with_meta(good_ckpt, tmp_path / "a.npz", raw_meta=meta_text.encode()),

@@ -783,7 +783,7 @@ def test_sequential_with_gelu_and_silu_trains_and_round_trips(tmp_path, rng):
     with np.load(path, allow_pickle=False) as z:
         import json
 
-        meta = json.loads(str(z["__meta__"]))
+        meta = json.loads(checkpoint.meta_text(z["__meta__"]))
         names = set(z.files)
     assert meta["format_version"] == 2 and meta["architecture"] == "Sequential"
     assert meta["config"] == net.config()

@@ -3,7 +3,7 @@
 File format (``format_version`` 2): an uncompressed NumPy ``.npz`` (a zip of ``.npy`` files)
 holding only plain numeric and unicode arrays, so it loads with ``allow_pickle=False``:
 
-    __meta__               0-d unicode array: a JSON object with
+    __meta__               1-D uint8 array: UTF-8 JSON (older files: a 0-d unicode array), with
                              format            "xpnet-checkpoint"
                              format_version    2
                              architecture      "MLP" or "Sequential"
@@ -56,7 +56,8 @@ from .io import (
 from .network import MLP, Sequential
 
 __all__ = [
-    "CheckpointError", "save", "load", "load_checkpoint", "nest_states", "sub_state", "FORMAT",
+    "CheckpointError", "save", "load", "load_checkpoint", "meta_text", "nest_states", "sub_state",
+    "FORMAT",
     "FORMAT_VERSION",
 ]
 
@@ -151,13 +152,16 @@ def _collect(net: Sequential, training_state, target: Path) -> dict[str, np.ndar
             f"({_cause(exc)}); keep plain dicts, lists, strings and numbers there, arrays in "
             f"training_state['arrays']."
         ) from exc
-    if 4 * len(text) > MAX_META_BYTES:
+    encoded = text.encode("utf-8")
+    if len(encoded) > MAX_META_BYTES:
         raise CheckpointError(
-            f"cannot save checkpoint {target}: its JSON part would take {4 * len(text)} bytes, "
+            f"cannot save checkpoint {target}: its JSON part would take {len(encoded)} bytes, "
             f"more than the {MAX_META_BYTES} a checkpoint may hold; keep training_state['json'] "
             f"small and put arrays in training_state['arrays']."
         )
-    arrays[META_KEY] = np.array(text)  # a 0-d unicode array, never an object array
+    # UTF-8 bytes, read back under the same MAX_META_BYTES: a 0-d unicode array (format 2's
+    # first files, still read) takes 4 bytes a character and met the per-item cap first.
+    arrays[META_KEY] = np.frombuffer(encoded, dtype=np.uint8)
     return arrays
 
 
@@ -411,6 +415,16 @@ class _Archive:
         )
 
 
+def meta_text(raw: np.ndarray) -> str:
+    """The JSON text of a ``__meta__`` array: UTF-8 bytes (1-D uint8), or a one-element
+    unicode array (the first format-2 files); ValueError for anything else."""
+    if raw.dtype.kind == "U" and raw.size == 1:
+        return str(raw.reshape(())[()])
+    if raw.dtype == np.uint8 and raw.ndim == 1:
+        return raw.tobytes().decode("utf-8")
+    raise ValueError(f"{META_KEY} is a {raw.dtype} array of shape {raw.shape}")
+
+
 def _read_meta(archive: _Archive, path: Path) -> dict:
     not_ours = "re-save the network with xpnet.checkpoint.save or load the file with numpy.load"
     if META_KEY not in archive.members:
@@ -421,13 +435,7 @@ def _read_meta(archive: _Archive, path: Path) -> dict:
     raw = archive.read(META_KEY, _TRAIN_KINDS, MAX_META_BYTES,
                        what="bytes of JSON a checkpoint may describe itself with")
     try:
-        if raw.dtype.kind == "U" and raw.size == 1:
-            text = str(raw.reshape(())[()])
-        elif raw.dtype == np.uint8 and raw.ndim == 1:
-            text = raw.tobytes().decode("utf-8")
-        else:
-            raise ValueError(f"{META_KEY} is a {raw.dtype} array of shape {raw.shape}")
-        meta = json.loads(text)
+        meta = json.loads(meta_text(raw))
     except RecursionError as exc:
         raise _corrupt(path, f"its {META_KEY} JSON is nested too deeply") from exc
     except ValueError as exc:  # also UnicodeDecodeError and json.JSONDecodeError
