@@ -345,3 +345,17 @@ def csv_rows(text):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_own_data_table_matches_its_result_file():
+    """The README's comparison on real tables quotes the medians of the result file it cites."""
+    name = "own-data-cpu-2core-amd-epyc-2026-12-06-da3d9ee.json"
+    text = README.read_text()
+    assert f"bench/results/{name}" in text
+    medians = json.loads((ROOT / "bench" / "results" / name).read_text())["median_scores"]
+    section = _section("Your own data")
+    for dataset, scores in medians.items():
+        row = next(line for line in section.splitlines()
+                   if line.startswith(f"| {dataset.replace('-', ' ')}"))
+        for value in scores.values():
+            assert f"| {value:.3f} |" in row, (dataset, value, row)
