@@ -83,3 +83,20 @@ def test_pandas_series_and_state_round_trip():
     assert (back.mean, back.scale) == (reg.mean, reg.scale)
     with pytest.raises(ValueError, match="damaged target statistics"):
         Target.from_state({"json": {"task": "regression", "mean": 0.0, "scale": -1.0}})
+
+
+def test_one_long_label_does_not_widen_every_row(tmp_path):
+    """Labels are Python strings (issue 23, family 4): with one 20,000-character label among
+    20,000 rows, the labels and the decoded predictions take 8 bytes a row, where a unicode
+    array would take 80,000 (1.6 GB in all)."""
+    from xpnet.data import load_frame
+
+    rows = ["x,label"] + [f"{i},{'b' if i % 2 else 'a'}" for i in range(20_000)]
+    rows.append("0," + "z" * 20_000)
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    y = load_frame(tmp_path / "t.csv").y
+    assert y.dtype == object and y.nbytes == 8 * len(y)
+    target = Target.fit(y)
+    decoded = target.decode(np.zeros(len(y), dtype=np.int64))
+    assert decoded.dtype == object and decoded.nbytes == 8 * len(y)
+    assert target.decode(np.array([2]))[0] == "z" * 20_000

@@ -58,7 +58,7 @@ def _values(y, what) -> np.ndarray:
     if a.ndim != 1:
         raise TargetError(f"{what} has shape {a.shape}; give one target value per row")
     if a.dtype.kind == "b":
-        return a.astype(str)
+        a = a.astype(object)
     if a.dtype.kind in "iuf":
         if a.dtype.kind == "f":
             bad = np.flatnonzero(~np.isfinite(a))
@@ -75,7 +75,9 @@ def _values(y, what) -> np.ndarray:
     if cells and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
                      for v in cells):
         return _values(np.array(cells, dtype=np.float64), what)
-    return np.array([str(v) for v in cells], dtype=str)
+    labels = np.empty(len(cells), dtype=object)  # Python strings: no row is as wide as the
+    labels[:] = [str(v) for v in cells]          # longest label
+    return labels
 
 
 class Target:
@@ -186,6 +188,8 @@ class Target:
         outputs = np.asarray(outputs)
         if self.is_classifier:
             labels = np.asarray(self.classes)
+            if labels.dtype.kind == "U":  # Python strings: rows share them, whatever their width
+                labels = np.array([str(c) for c in self.classes], dtype=object)
             if outputs.ndim == 2:
                 outputs = outputs.argmax(axis=1)
             return labels[outputs.astype(np.int64)]

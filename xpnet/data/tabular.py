@@ -81,7 +81,8 @@ class Table:
 
     ``X``: float64, shape (n_samples, n_features), C-contiguous and writable.
     ``y``: shape (n_samples,), the target values as written: int64 when all are integers,
-    float64 when all are numbers, else strings (unicode dtype); None without a target.
+    float64 when all are numbers, else strings (an object array of ``str`` from a CSV; an
+    NPZ's unicode array as saved); None without a target.
     ``feature_names``: n_features names (CSV: the header; NPZ: ``feature_names`` or
     ``x0``, ``x1``, ...). ``target``: the target column's name (``"y"`` for an NPZ), or None.
     ``X_test``/``y_test``: an NPZ's own test split (shapes (m, n_features) and (m,)), else None.
@@ -532,7 +533,11 @@ def _typed_target(path: Path, column: str, cells: list[str],
                 f"or remove those rows"
             )
         return floats
-    return np.array(values, dtype=str)
+    # Python strings in an object array: a unicode array would give every row the width of the
+    # longest label (one 20,000-character label made a 100 KB file take 4.6 GB).
+    labels = np.empty(len(values), dtype=object)
+    labels[:] = values
+    return labels
 
 
 # --------------------------------------------------------------------------------------- NPZ
