@@ -86,3 +86,38 @@ def test_bn_parameters_start_at_identity():
         np.testing.assert_array_equal(state[f"{i - 1}.bias"], 0.0)
     assert [state[f"{i}.weight"].shape for i in bns] == [(5,), (4,)]
     assert [state[f"{i}.running_var"].shape for i in bns] == [(5,), (4,)]
+
+
+# ------------------------------------------------------------------ a scale: normal:S
+def test_normal_with_a_scale_draws_that_standard_deviation():
+    net = MLP(SIZES, init="normal:0.1", seed=3, device="cpu")
+    W = np.asarray(net.params[0][0])
+    assert_normal_stats(W, 0.1)
+    assert net.config()["init"] == "normal:0.1"
+    plain = np.asarray(MLP(SIZES, init="normal", seed=3, device="cpu").params[0][0])
+    # the same draws, ten times larger: the scale is the only difference
+    np.testing.assert_allclose(W, plain * 10, rtol=1e-5)
+
+
+def test_a_scaled_init_survives_a_checkpoint(tmp_path):
+    import xpnet
+
+    net = MLP([4, 3, 2], init="normal:0.25", seed=0, device="cpu")
+    xpnet.save(net, tmp_path / "n.npz")
+    again = xpnet.load(tmp_path / "n.npz", device="cpu")
+    assert again.init == "normal:0.25"
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("normal:0", "the scale must be a positive, finite number"),
+    ("normal:-0.1", "the scale must be a positive, finite number"),
+    ("normal:inf", "the scale must be a positive, finite number"),
+    ("normal:nan", "the scale must be a positive, finite number"),
+    ("normal:x", "the scale must be a positive, finite number"),
+    ("he:0.1", "only normal takes a scale"),
+    ("uniform", "unknown init 'uniform'"),
+    (0.1, "init must be a name such as 'he' or 'normal:0.1'"),
+])
+def test_bad_init_specs_are_one_sentence(spec, words):
+    with pytest.raises(ValueError, match=words):
+        MLP([4, 2], init=spec, device="cpu")

@@ -25,7 +25,7 @@ import numpy as np
 
 from .backend import Device, as_array, get_device, is_device_array
 from .heads import HEADS, Head
-from .initializers import INITIALIZERS
+from .initializers import check_init
 from .layers import ACTIVATIONS, LAYERS, BatchNorm1d, Dropout, Layer, Linear
 from .parameters import FlatParameters
 
@@ -459,7 +459,8 @@ class MLP(Sequential):
             0.01) | ``tanh`` | ``sigmoid`` | ``gelu`` (tanh form) | ``silu``.
         output: ``softmax`` (integer labels, cross-entropy) | ``sigmoid`` (0/1 targets, binary
             cross-entropy summed over outputs) | ``identity`` (real targets, half squared error).
-        init: ``he`` | ``xavier`` | ``normal`` (N(0,1) x 0.01). Biases start at zero.
+        init: ``he`` | ``xavier`` | ``normal`` (N(0,1) x 0.01) | ``normal:S`` (N(0,1) x S, e.g.
+            ``normal:0.1``). Biases start at zero.
         l2: L2 strength; the loss gains ``l2 / (2 m) * sum_l ||W_l||^2`` (biases not penalised).
         dtype: ``float32`` (default, fast) or ``float64`` (gradient checks).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` or a :class:`~xpnet.backend.Device`.
@@ -488,7 +489,7 @@ class MLP(Sequential):
         self.layer_sizes = [int(n) for n in sizes]
         self.activation = _choice("activation", activation, tuple(ACTIVATIONS))
         self.output = _choice("output", output, tuple(HEADS))
-        self.init = _choice("init", init, tuple(INITIALIZERS))
+        self.init = check_init(init)
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
                 or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a rate in [0, 1); got {dropout!r}")

@@ -49,7 +49,7 @@ from .cli import (
     run,
     same_file,
 )
-from .initializers import INITIALIZERS
+from .initializers import INITIALIZERS, check_init
 from .io import atomic_write
 from .metrics import Scores, confusion_matrix, score_network
 from .model import Model, ModelRecordError
@@ -157,6 +157,13 @@ _layers = _sizes("--layers", "784,256,10", 2)
 _hidden = _sizes("--hidden", "256,128,64", 1)
 
 
+def _init(text):
+    try:
+        return check_init(text.strip())
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from None
+
+
 def _columns(text):
     names = [part.strip() for part in text.split(",")]
     if not all(names):
@@ -233,8 +240,9 @@ def build_parser() -> Parser:
                         "784,...,10)")
     g.add_argument("--activation", default=DEFAULTS["activation"], choices=list(ACTIVATIONS),
                    help="hidden-layer activation")
-    g.add_argument("--init", default=None, choices=list(INITIALIZERS),
-                   help=f"weight initialisation ({by_source('init')})")
+    g.add_argument("--init", default=None, type=_init, metavar="|".join(INITIALIZERS) + "[:S]",
+                   help=f"weight initialisation: he, xavier, normal (N(0,1) x 0.01) or "
+                        f"normal:S (N(0,1) x S, e.g. normal:0.1) ({by_source('init')})")
     g.add_argument("--l2", metavar="L", type=_float(0.0), default=0.0, help="L2 strength (lambda)")
     g.add_argument("--dropout", metavar="P", type=_float(0.0, 1.0, hi_open=True), default=0.0,
                    help="dropout rate on hidden layers")
@@ -249,6 +257,9 @@ def build_parser() -> Parser:
     g.add_argument("--schedule", default=None, choices=list(SCHEDULES),
                    help=f"learning-rate schedule over the planned epochs "
                         f"({by_source('schedule')})")
+    g.add_argument("--step-size", metavar="N", type=_epochs, default=None,
+                   help="with --schedule step: epochs between the drops of the learning rate "
+                        "(x 0.1 each; default: a third of --epochs)")
     g.add_argument("--batch-size", metavar="N|full", type=_batch_size,
                    default=None,
                    help=f"mini-batch size, or 'full' for full-batch gradient descent "
@@ -339,6 +350,7 @@ RUN_SETTINGS = [("--dataset", "dataset"), ("--data", "data"), ("--target", "targ
                 ("--activation", "activation"), ("--init", "init"),
                 ("--l2", "l2"), ("--dropout", "dropout"), ("--batch-norm", "batch_norm"),
                 ("--optimizer", "optimizer"), ("--lr", "lr"), ("--schedule", "schedule"),
+                ("--step-size", "step_size"),
                 ("--batch-size", "batch_size"), ("--patience", "patience"),
                 ("--dev-fraction", "dev_fraction"), ("--standardize", "standardize"),
                 ("--seed", "seed"), ("--dtype", "dtype")]
@@ -376,6 +388,10 @@ def _parse_args(argv):
     if args.id is not None and args.id == args.target:
         raise UsageError(f"--id names the target column {args.target!r}; give the column "
                          f"that identifies the rows")
+    if args.step_size is not None and args.schedule != "step" and args.resume is None:
+        # (no recipe's schedule is step: without --schedule step the flag would do nothing)
+        raise UsageError(f"--step-size {args.step_size} sets the drops of --schedule step; add "
+                         f"--schedule step")
     if args.test_data and "test_fraction" in args.explicit:
         raise UsageError("--test-data and --test-fraction both give the test set; give one of "
                          "them")
@@ -444,6 +460,7 @@ def _apply_recipe(args):
         args.lr = recipe["lr"].get(args.optimizer)  # None: the optimizer's default_lr
     if args.layers is None and args.hidden is None:
         args.hidden = _hidden(recipe["hidden"])
+
 
 
 def _check_collisions(args, outputs):
@@ -675,7 +692,7 @@ def _resume_state(args, device) -> _Resume:
         raise Failure(f"{path}: {exc}, so it cannot be resumed") from None
     except RunRecordError as exc:
         raise Failure(str(exc)) from None
-    saved = record.settings
+    saved = dict(record.settings, step_size=record.trainer_options.get("step_size"))
     if "dev_fraction" not in saved and "dev_fraction" not in args.explicit:
         args.dev_fraction = OLD_DEV_FRACTION
         _say(args, f"note: {path} does not record its --dev-fraction (it was saved by an older "
@@ -828,7 +845,8 @@ def _train(args, net, arrays, resume, seed, lr, signals, comm=None):
     """Fit ``net`` until ``--epochs``, early stopping, or a first SIGINT/SIGTERM (then it stops
     after the epoch in progress; ``history.interrupted``). Returns ``(trainer, history)``."""
     options = resume.trainer_options if resume is not None else \
-        {"min_delta": RECIPES[args.source_kind].get("min_delta", 0.0)}
+        {"min_delta": RECIPES[args.source_kind].get("min_delta", 0.0),
+         "step_size": args.step_size}
     try:
         trainer = Trainer(net, optimizer=args.optimizer, lr=lr, epochs=args.epochs,
                           batch_size=args.batch_size, schedule=args.schedule,

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ..initializers import INITIALIZERS
+from ..initializers import check_init, draw
 from .base import Layer
 
 __all__ = ["Linear"]
@@ -30,7 +30,7 @@ class Linear(Layer):
 
     Args:
         in_features, out_features: ``n_in`` and ``n_out``.
-        init: how ``W`` is drawn (``he`` | ``xavier`` | ``normal``, see
+        init: how ``W`` is drawn (``he`` | ``xavier`` | ``normal`` | ``normal:SCALE``, see
             :mod:`xpnet.initializers`); ``b`` starts at zero.
     """
 
@@ -38,9 +38,7 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, init="he"):
         super().__init__()
-        if init not in INITIALIZERS:
-            raise ValueError(f"unknown init {init!r}: choose one of "
-                             f"{', '.join(map(repr, INITIALIZERS))}")
+        init = check_init(init)
         for label, n in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
                 raise ValueError(f"{label} must be a whole number >= 1; got {n!r}")
@@ -59,7 +57,7 @@ class Linear(Layer):
         return ("bias",)
 
     def initial_parameters(self, rng):
-        W = INITIALIZERS[self.init](rng, self.out_features, self.in_features)
+        W = draw(self.init, rng, self.out_features, self.in_features)
         return {"weight": W, "bias": np.zeros(self.out_features)}
 
     def config(self):
