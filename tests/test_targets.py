@@ -100,3 +100,13 @@ def test_one_long_label_does_not_widen_every_row(tmp_path):
     decoded = target.decode(np.zeros(len(y), dtype=np.int64))
     assert decoded.dtype == object and decoded.nbytes == 8 * len(y)
     assert target.decode(np.array([2]))[0] == "z" * 20_000
+
+
+def test_numbers_given_as_text_are_numbers_for_regression():
+    """A text column of numbers (a y_test saved as strings) regresses as numbers, and text
+    that is not a number is named, never a StopIteration (issue 23, family 7)."""
+    target = Target.fit(np.array(["1.5", "2.5", "3"], dtype=object), "regression")
+    assert target.mean == pytest.approx(7 / 3)
+    np.testing.assert_allclose(target.encode(["1.5"]), (1.5 - target.mean) / target.scale)
+    with pytest.raises(TargetError, match="holds text such as 'x'; this model predicts numbers"):
+        target.encode(["1", "x"])

@@ -286,6 +286,12 @@ def _call(main_fn, argv, prog, debug, guard) -> int:
     except Terminated:
         print(f"{prog}: terminated", file=sys.stderr)
         return 143
+    except BrokenPipeError:
+        # The reader went away (`xpnet.predict ... | head -1`): nothing is wrong and there is no
+        # one to tell. Python's own advice: point stdout at devnull so that the flush at exit
+        # raises nothing more, and exit 1.
+        _silence_stdout()
+        return EXIT_FAILURE
     except Exception as exc:
         if is_out_of_memory(exc):
             msg = ("out of memory (" + type(exc).__name__ + "); use a smaller --batch-size "
@@ -298,6 +304,14 @@ def _call(main_fn, argv, prog, debug, guard) -> int:
         return EXIT_FAILURE
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed, or not a real file
+        pass
+
+
 def _fail(prog, message, code, debug) -> int:
     if debug:
         traceback.print_exc()
@@ -305,9 +319,31 @@ def _fail(prog, message, code, debug) -> int:
     return code
 
 
+def printable(text) -> str:
+    """``text`` with control characters and line separators escaped (``\x1b`` for ESC): a file
+    name or a label cannot then break a line, move the cursor or recolour the terminal."""
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+                   for ch in str(text))
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(cell) -> str:
+    """A text cell for a CSV file a spreadsheet may open: one that starts like a formula and is
+    not a number gets a leading ``'`` (OWASP's advice), so it is shown as text, never run."""
+    text = str(cell)
+    if text.startswith(FORMULA_STARTS):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
 def _one_line(message: str) -> str:
     """Escape control characters and line separators (argparse echoes raw argv tokens, paths
     may hold newlines) so the error stays a single line."""
-    return "".join(ch.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
-                   for ch in str(message))
+    return printable(message)

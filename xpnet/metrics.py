@@ -2,6 +2,8 @@
 
     accuracy  = mean(argmax(p_i) == y_i)
     confusion = C[i, j]: samples of class i predicted as j                       (k, k) int
+                (up to DENSE_CONFUSION_CLASSES classes; beyond, only its nonzero cells, as
+                (i, j, count) rows: at most one per test sample, never k^2)
     R^2       = 1 - sum (yhat - y)^2 / sum (y - mean(y))^2        (the scale of y cancels)
     RMSE      = sqrt(mean (yhat - y)^2) * scale                   in the target's units
 
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Scores", "confusion_matrix", "score_network"]
+__all__ = ["DENSE_CONFUSION_CLASSES", "Scores", "confusion_matrix", "score_network"]
+
+DENSE_CONFUSION_CLASSES = 100  # 10,000 classes would make a 10,000^2 matrix (800 MB)
 
 
 @dataclass
@@ -27,9 +31,10 @@ class Scores:
 
     loss: float
     accuracy: float | None = None
-    confusion: np.ndarray | None = None  # (k, k) int64
+    confusion: np.ndarray | None = None  # (k, k) int64, up to DENSE_CONFUSION_CLASSES
     r2: float | None = None
     rmse: float | None = None
+    confusion_cells: np.ndarray | None = None  # (c, 3) int64 rows (i, j, count) beyond it
 
     def as_dict(self) -> dict:
         if self.accuracy is not None:
@@ -53,7 +58,13 @@ def score_network(net, X, y, *, target_scale=1.0, batch_size=10000) -> Scores:
                                                       predictions=True)
         m = len(y)
         if net.head.is_classifier:
-            confusion = device.to_numpy(confusion_matrix(device.xp, y, pred, net.n_outputs))
+            k = net.n_outputs
+            if k > DENSE_CONFUSION_CLASSES:
+                codes = device.to_numpy(y * k + pred).astype(np.int64)
+                cells, counts = np.unique(codes, return_counts=True)
+                return Scores(float(loss_sum) / m, float(correct) / m, confusion_cells=(
+                    np.column_stack([cells // k, cells % k, counts]).astype(np.int64)))
+            confusion = device.to_numpy(confusion_matrix(device.xp, y, pred, k))
             return Scores(float(loss_sum) / m, float(correct) / m,
                           np.asarray(confusion, dtype=np.int64))
         truth = device.to_numpy(y).reshape(-1).astype(np.float64)

@@ -39,12 +39,21 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
-from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run, same_file
+from .cli import (
+    EXIT_OK,
+    Failure,
+    Parser,
+    UsageError,
+    check_writable,
+    csv_safe,
+    printable,
+    run,
+    same_file,
+)
 
 PROG = "xpnet.predict"
 # The model record's arrays (and the scaler of checkpoints from before the model record):
@@ -179,8 +188,7 @@ def _examples(args) -> list[Example]:
 # ---------------------------------------------------------------------------------- output
 def _shown(text: str) -> str:
     """``text`` with control characters escaped, so a file name cannot break the layout."""
-    return "".join(ch.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    return printable(text)
 
 
 def print_block(example: Example, proba: np.ndarray, names=None) -> None:
@@ -395,6 +403,8 @@ def _write_rows(out, header, rows) -> None:
 
     from .io import atomic_write
 
+    header = [csv_safe(cell) for cell in header]
+    rows = [[csv_safe(cell) for cell in row] for row in rows]
     if out is None:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(header)

@@ -75,9 +75,15 @@ class Scaler:
 
     @classmethod
     def from_state(cls, state) -> Scaler:
+        """The scaler :meth:`state` described; ValueError when its statistics are not finite
+        or a scale is not positive (an infinite scale would silently zero a feature)."""
         s = cls(state["json"]["method"])
         s.offset = np.asarray(state["arrays"]["offset"], dtype=np.float64)
         s.scale = np.asarray(state["arrays"]["scale"], dtype=np.float64)
+        if not (np.isfinite(s.offset).all() and np.isfinite(s.scale).all()):
+            raise ValueError("the scaler's statistics are not finite")
+        if not (s.scale > 0).all():
+            raise ValueError("the scaler's scale is not positive")
         return s
 
 

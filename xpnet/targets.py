@@ -106,6 +106,8 @@ class Target:
         if len(y) == 0:
             raise TargetError(f"{what} has no values")
         if task == "regression":
+            if y.dtype.kind not in "iuf" and all(_is_number_text(v) for v in y):
+                y = np.array([float(v) for v in y])  # numbers given as text (a str column)
             if y.dtype.kind not in "iuf":
                 example = next(v for v in y if not _is_number_text(v))
                 raise TargetError(f"{what} holds text such as {str(example)[:20]!r}; regression "
@@ -162,8 +164,12 @@ class Target:
         what = what or "the target"
         y = _values(y, what)
         if not self.is_classifier:
+            if y.dtype.kind not in "iuf" and all(_is_number_text(v) for v in y):
+                y = np.array([float(v) for v in y])
             if y.dtype.kind not in "iuf":
-                raise TargetError(f"{what} holds text; this model predicts numbers")
+                example = next(v for v in y if not _is_number_text(v))
+                raise TargetError(f"{what} holds text such as {str(example)[:20]!r}; this model "
+                                  f"predicts numbers")
             return (y.astype(np.float64) - self.mean) / self.scale
         lookup = {self._key(c): i for i, c in enumerate(self.classes)}
         codes = np.empty(len(y), dtype=np.int64)

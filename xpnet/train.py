@@ -46,6 +46,7 @@ from .cli import (
     UsageError,
     check_writable,
     interrupts,
+    printable,
     run,
     same_file,
 )
@@ -554,20 +555,14 @@ def _load_data(args) -> _Data:
     if args.test_data:
         _check_same_columns(args, table.frame.names, test.frame.names)
     what = f"the target column {args.target!r} of {args.data}"
-    target = codes = None
-    if args.task == "classification":
-        target = _library_call(Target.fit, table.y, "classification", name=args.target,
-                               what=what)
-        codes = target.encode(table.y)
-    else:
-        _library_call(Target.fit, table.y, "regression", name=args.target, what=what)
+    # Classification: the classes of every training label. Regression: a first fit only
+    # checks the values (the statistics come from the training part, once it is split off).
+    checked = _library_call(Target.fit, table.y, args.task, name=args.target, what=what)
+    target = checked if checked.is_classifier else None
+    codes = None if target is None else target.encode(table.y)
     if test is not None:
-        if target is not None:
-            where = f"the target column {args.target!r} of {test.path}"
-            _library_call(target.encode, test.y, what=where)
-        elif test.y.dtype.kind not in "iuf":
-            raise Failure(f"the target column {args.target!r} of {test.path} holds text; "
-                          f"regression needs numbers")
+        where = f"the target column {args.target!r} of {test.path}"
+        _library_call(checked.encode, test.y, what=where)
         return _Data(table.frame, table.y, test.frame, test.y, "table",
                      os.path.basename(args.data), target, codes,
                      "--test-data" if args.test_data else "given")
@@ -993,7 +988,7 @@ def _train_seconds(history) -> float:
 
 
 def _short(label) -> str:
-    text = str(label)
+    text = printable(label)  # a label's escape sequences must not reach the terminal
     return text if len(text) <= 10 else text[:9] + "~"
 
 
@@ -1036,6 +1031,10 @@ def _write_outputs(args, test, history, model, trainer, arrays, device):
             "best_epoch": history.best_epoch,
             **({"confusion_matrix": test.confusion.tolist(), "classes": model.target.classes}
                if test.confusion is not None else {}),
+            # many classes: only the nonzero cells, [true, predicted, count] (never k^2)
+            **({"confusion_cells": test.confusion_cells.tolist(),
+                "classes": model.target.classes}
+               if test.confusion_cells is not None else {}),
             "config": {"net": model.net.config(), "trainer": trainer.config(),
                        "source": _source_record(args),
                        "scaling": model.inputs.scaler.method,

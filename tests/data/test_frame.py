@@ -121,3 +121,16 @@ def test_take_and_without_keep_the_kinds():
     block = as_frame(np.arange(6.0).reshape(3, 2), names=["p", "q"])
     assert block.take(np.array([1])).block.tolist() == [[2.0, 3.0]]
     assert block.without(["p"]).block.tolist() == [[1.0], [3.0], [5.0]]
+
+
+def test_the_npz_cap_counts_the_float64_features_it_will_allocate(tmp_path):
+    """A uint8 X becomes float64: the cap counts those 8 bytes a value, not the file's 1
+    (issue 23, family 3)."""
+    from xpnet.data import load_table
+
+    np.savez(tmp_path / "u8.npz", X=np.zeros((1000, 100), dtype=np.uint8),
+             y=np.zeros(1000, dtype=np.int64))
+    # 100 kB of file, 800 kB once converted: a 200 kB cap refuses it before converting
+    with pytest.raises(DataError, match=r"needs 100000 bytes \(800000 as float64\), more than"):
+        load_table(tmp_path / "u8.npz", max_bytes=200_000)
+    assert load_table(tmp_path / "u8.npz", max_bytes=900_000).X.dtype == np.float64

@@ -593,8 +593,11 @@ def _npz_table(path: Path, zf: zipfile.ZipFile, target: str | None, require_targ
     arrays = {}
     budget = limit
     for key in keys:
-        arrays[key] = _read_member(path, zf, members[key], key, budget)
-        budget -= arrays[key].nbytes
+        # Features become float64: the budget counts what that will allocate (a uint8 X of
+        # 512 MB is 4 GB once converted), not the bytes the file declares.
+        widen = 8 if key in ("X", "X_test") else 1
+        arrays[key] = _read_member(path, zf, members[key], key, budget, widen)
+        budget -= arrays[key].size * max(arrays[key].itemsize, widen)
 
     X = _features(path, "X", arrays["X"], None, allow_missing)
     n = X.shape[0]
@@ -615,7 +618,7 @@ def _npz_table(path: Path, zf: zipfile.ZipFile, target: str | None, require_targ
 
 
 def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str,
-                 budget: int) -> np.ndarray:
+                 budget: int, widen: int = 1) -> np.ndarray:
     """One ``.npy`` member, its header checked before any data is read and at most ``budget``
     data bytes read."""
     fix = "save the arrays again with numpy.savez(path, X=X, y=y)"
@@ -640,10 +643,12 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: st
                     f"(e.g. {key}.astype(float) or {key}.astype(str))"
                 )
             nbytes = math.prod(shape) * dtype.itemsize
-            if nbytes > budget:
+            needed = math.prod(shape) * max(dtype.itemsize, widen)
+            if needed > budget:
+                widened = f" ({needed} as float64)" if needed > nbytes else ""
                 raise DataError(f"{path}: array {key!r} of shape {shape} and dtype {dtype} "
-                                f"needs {nbytes} bytes, more than the {budget} still allowed; "
-                                f"use a smaller file (or a sample of its rows)")
+                                f"needs {nbytes} bytes{widened}, more than the {budget} still "
+                                f"allowed; use a smaller file (or a sample of its rows)")
             if info.file_size != header_bytes + nbytes:
                 raise DataError(f"{path}: array {key!r} holds {info.file_size - header_bytes} "
                                 f"data bytes where its header promises {nbytes}, so the file is "
