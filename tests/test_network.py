@@ -838,3 +838,14 @@ def test_a_pickle_of_a_gpu_network_unpickles_on_the_cpu_where_there_is_no_gpu():
         clone = _unpickle(type(net), net.config(), net.state_dict(), "cuda:0", {})
     assert clone.device.name == "cpu"
     np.testing.assert_array_equal(clone.flat.data, net.flat.data)
+
+
+@pytest.mark.parametrize("layers, words", [
+    (lambda: [Linear(4, 3), ReLU(), Linear(5, 2)], r"layer 2 \(Linear\(in_features=5"),
+    (lambda: [Linear(4, 3), BatchNorm1d(5), Linear(3, 2)], r"layer 1 \(BatchNorm1d"),
+])
+def test_layers_whose_sizes_do_not_chain_are_refused(layers, words):
+    """A stack whose sizes do not chain is refused when built (issue 23, family 7: from_torch
+    took Sequential(Linear(4, 3), Linear(5, 2)) and export failed later with a traceback)."""
+    with pytest.raises(ValueError, match=words + r".*but the layer before it gives 3"):
+        Sequential(layers(), device="cpu")

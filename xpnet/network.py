@@ -101,6 +101,14 @@ class Sequential:
             raise ValueError("a Sequential needs at least one Linear layer")
         self.n_features_in = self.linears[0].in_features
         self.n_outputs = self.linears[-1].out_features
+        width = self.n_features_in
+        for i, layer in enumerate(layers):
+            need = layer.input_features()
+            if need is not None and need != width:
+                raise ValueError(f"layer {i} ({layer!r}) takes {need} features, but the layer "
+                                 f"before it gives {width}; make each layer's input size the "
+                                 f"output size of the one before")
+            width = layer.output_features(width)
         host_rng = np.random.default_rng(self.seed)
         self._allocate(host_rng)
         layers[0].needs_input_grad = False  # dX of the data is never needed

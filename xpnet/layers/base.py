@@ -130,6 +130,10 @@ class Layer:
         """Width of the output for an input of width ``n_in`` (most layers keep it)."""
         return n_in
 
+    def input_features(self) -> int | None:
+        """The input width this layer needs, or None when it takes any (activations)."""
+        return None
+
     def forward(self, x, training=False):
         raise NotImplementedError
 

@@ -67,6 +67,9 @@ class Linear(Layer):
     def output_features(self, n_in):
         return self.out_features
 
+    def input_features(self):
+        return self.in_features
+
     def forward(self, x, training=False):
         y = self.output("y", (x.shape[0], self.out_features), training)
         self.xp.matmul(x, self.params["weight"].T, out=y)

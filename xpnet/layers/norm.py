@@ -70,6 +70,9 @@ class BatchNorm1d(Layer):
     def config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
+    def input_features(self):
+        return self.num_features
+
     def forward(self, x, training=False):
         xp = self.xp
         gamma, beta = self.params["weight"], self.params["bias"]
