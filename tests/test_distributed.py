@@ -391,3 +391,36 @@ def test_train_cli_checkpoint_of_two_ranks_resumes_in_one_process(tmp_path, data
     train("--epochs", "1", "--save", saved, ranks=2)
     resumed = train("--resume", saved, "--epochs", "2")
     assert resumed and resumed == train("--epochs", "2")
+
+
+@needs_mpi
+@pytest.mark.parametrize("first, second, words", [
+    (["--lr", "0.1"], ["--lr", "0.2"],
+     "the ranks disagree on the trainer.schedule.lr (rank 0: 0.1, rank 1: 0.2)"),
+    (["--optimizer", "momentum"], ["--optimizer", "nesterov"],
+     "the ranks disagree on the trainer.optimizer (rank 0: #"),
+    (["--l2", "0"], ["--l2", "0.01"],
+     "the ranks disagree on the network.l2 (rank 0: 0, rank 1: 0.01)"),
+    (["--data", "a.csv"], ["--data", "b.csv"], "the ranks disagree on the training data"),
+])
+def test_ranks_started_differently_stop_before_the_first_step(tmp_path, first, second, words):
+    """Ranks of one launch given other settings or other data of the same shape (an MPMD
+    launch, `mpiexec -n 1 A : -n 1 B`) stop before the first step with one line naming what
+    differs (issue 23, family 6), not with an error blamed on the all-reduce."""
+    rng = np.random.default_rng(0)
+    for name in ("a.csv", "b.csv"):
+        X = rng.normal(size=(200, 4))
+        rows = "\n".join(f"{int(x[0] > 0)},{','.join(f'{v:.5f}' for v in x)}" for x in X)
+        (tmp_path / name).write_text("label,p,q,r,s\n" + rows + "\n")
+    common = ["--epochs", "2", "--device", "cpu", "--quiet"]
+    if "--data" not in first:
+        common += ["--data", "a.csv", "--optimizer", "momentum"] if "--optimizer" not in \
+            first else ["--data", "a.csv"]
+    cmd = [sys.executable, "-m", "xpnet.train", "--distributed", *common]
+    proc = subprocess.run([MPIEXEC, "-n", "1", *cmd, *first, ":", "-n", "1", *cmd, *second],
+                          env=_env(), capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [s for s in proc.stderr.splitlines() if s.strip()]
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert "all-reduce" not in proc.stderr

@@ -53,7 +53,9 @@ in :func:`init` (or when handed a communicator).
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
 import numbers
 import os
@@ -416,6 +418,38 @@ def share(start, stop, rank, size):
     return lo, lo + base + (rank < extra)
 
 
+def _flat(d, prefix="") -> dict:
+    """``{"trainer.schedule.lr": (0.1, True), "trainer.optimizer": (<hash>, False), ...}``:
+    every setting as a float64 and whether it is a number (shown as it is) or a 48-bit hash
+    of its JSON (shown as a hash: the ranks' values differ, the message names the setting)."""
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value) and abs(value) < 2**52:
+            out[name] = (float(value), True)
+        else:
+            text = json.dumps(value, sort_keys=True, default=str).encode()
+            out[name] = (float(int.from_bytes(hashlib.sha256(text).digest()[:6], "big")), False)
+    return out
+
+
+def _checksum(xp, a) -> float:
+    """A float64 fingerprint of the array ``a`` (n, ...) on its device, from its row sums and
+    its column sums, each weighted by position (reordered rows or columns give another value)
+    and reduced once; equal data on equal devices give equal sums. Memory: n + d floats."""
+    a = a.reshape(a.shape[0], -1)
+    rows = xp.sum(a, axis=1, dtype=xp.float64)
+    cols = xp.sum(a, axis=0, dtype=xp.float64)
+
+    def weighted(v):
+        return float(xp.dot(v, xp.arange(v.size, dtype=xp.float64) % 1021 + 1))
+
+    return weighted(rows) + math.pi * weighted(cols)
+
+
 class DataParallel:
     """What :class:`~xpnet.training.Trainer` calls when given ``comm``: the split of each
     global batch, the step (forward, backward, all-reduce, L2), synchronised batch norm, global
@@ -445,21 +479,39 @@ class DataParallel:
         buf = np.array([seed], dtype=np.int64)
         return int(self.comm.bcast(buf, "agreeing on the seed")[0])
 
-    def start(self, trainer, X, X_val):
-        """At the start of ``fit``: check that every rank has the same data sizes and run
-        position, then copy rank 0's parameters, buffers and optimizer state to every rank."""
+    def start(self, trainer, X, X_val, y=None, y_val=None):
+        """At the start of ``fit``, before the first step: check that every rank runs the same
+        training (data sizes and contents, run position, the trainer's and the network's
+        settings), with one line that names what differs, then copy rank 0's parameters,
+        buffers and optimizer state to every rank."""
         labels = ["training samples", "features", "batch size", "epochs", "epochs done",
                   "steps done", "optimizer steps", "seed", "dev samples"]
         mine = [X.shape[0], X.shape[1], trainer.batch_size or 0, trainer.epochs, trainer.epoch,
                 trainer.global_step, trainer.optimizer.t, trainer.seed % 2**52,
                 -1 if X_val is None else X_val.shape[0]]
-        every = self.comm.allgather(np.array(mine, dtype=np.float64), "comparing the ranks' data")
+        numeric = set(labels)
+        # (the network's seed may differ: rank 0's parameters are copied to every rank below)
+        network = {k: v for k, v in self.net.config().items() if k != "seed"}
+        settings = _flat({"trainer": trainer.config(), "network": network})
+        for label, (value, is_number) in settings.items():
+            labels.append(label)
+            mine.append(value)
+            if is_number:
+                numeric.add(label)
+        # The data's contents, by two sums each (same shapes, other rows or labels differ).
+        for label, a in (("training data", X), ("training targets", y), ("dev data", X_val),
+                         ("dev targets", y_val)):
+            if a is not None:
+                labels.append(label)
+                mine.append(_checksum(self.xp, a))
+        every = self.comm.allgather(np.array(mine, dtype=np.float64), "comparing the ranks' runs")
         for j, label in enumerate(labels):
             column = every[:, j]
             if not (column == column[0]).all():
-                values = ", ".join(f"rank {r}: {int(v)}" for r, v in enumerate(column))
-                raise ValueError(f"the ranks disagree on the {label} ({values}); every rank "
-                                 f"must load the same data and run settings")
+                values = ", ".join(f"rank {r}: {v:g}" if label in numeric else
+                                   f"rank {r}: #{int(v):x}" for r, v in enumerate(column))
+                raise ValueError(f"the ranks disagree on the {label} ({values}); start every "
+                                 f"rank with the same command and data")
         arrays = [self.net.flat.data, *self.net.buffers(), *trainer.optimizer.state.values(),
                   trainer._best_params, *trainer._best_buffers]
         for a in arrays:

@@ -230,7 +230,9 @@ class Trainer:
             ``batch_size``, and the result is that of one process (see
             :mod:`xpnet.distributed`); rank 0's seed and starting state are used, and only rank
             0 shows the progress bar and the verbose lines. Every rank must call :meth:`fit`
-            with the same data.
+            with the same data and settings: before the first step the ranks compare their
+            data (sizes and a checksum of the contents) and every trainer and network setting,
+            and a difference stops them with one line that names it.
         **optimizer_options: passed to the optimizer's constructor as they are (e.g.
             ``momentum=0.8``, ``beta2=0.99``, ``weight_decay=0.05``). A keyword that neither
             the trainer nor the optimizer takes is an
@@ -421,7 +423,7 @@ class Trainer:
                 batches[size] = (xp.empty((size, X.shape[1]), dtype=X.dtype),
                                  xp.empty((size,) + y.shape[1:], dtype=y.dtype))
         if dp is not None:
-            dp.start(self, X, X_val)  # same data on every rank; rank 0's state everywhere
+            dp.start(self, X, X_val, y, y_val)  # the same run everywhere; rank 0's state
         while self.epoch < self.epochs:
             e = self.epoch
             # One bar per epoch, closed (and cleared) before the epoch's line and callback.
