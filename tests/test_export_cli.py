@@ -219,3 +219,32 @@ def test_trained_mnist_model_matches_predict(data_dir, tmp_path):
         digit = int(re.search(r"predicted digit: (\d)", shown.stdout).group(1))
         assert len(printed) == 10 and digit == int(proba[index].argmax())
         np.testing.assert_allclose(printed, proba[index], atol=5.1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".onnx"])
+def test_a_full_disk_while_exporting_names_the_file_and_keeps_the_old_one(tmp_path, suffix):
+    """A write that fails (here a file-size limit, as a full disk) is one line naming the
+    output; the file that was there stays as it was (issue 23, family 7)."""
+    import resource
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("safetensors")
+    import xpnet
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    model = xpnet.Model.fit(X, (X[:, 0] > 0).astype(int), hidden=(64,), epochs=2,
+                            device="cpu")
+    model.save(tmp_path / "m.npz")
+    (tmp_path / f"out{suffix}").write_bytes(b"previous")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    result = run_module("xpnet.export", ["m.npz", f"out{suffix}"], cwd=tmp_path,
+                        preexec_fn=limit)
+    assert result.returncode == 1, result.stdout
+    line = one_error_line(result, "xpnet.export")
+    assert f"cannot write out{suffix} (File too large); the file there, if any, was left" in line
+    assert (tmp_path / f"out{suffix}").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", f"out{suffix}"]

@@ -192,3 +192,19 @@ def test_regression_rows_come_back_in_units_with_ids(tmp_path):
     model = xpnet.load(tmp_path / "h.npz", device="cpu")
     np.testing.assert_allclose(values, model.predict(df), rtol=1e-7)
     assert 20000 < np.median(values) < 32000  # the target's units, not standardised
+
+
+def test_a_network_too_large_to_save_is_refused_before_training(tmp_path):
+    """30,000 feature columns into 20,000 hidden units: 2.4 GB of float32 parameters, more
+    than a checkpoint may hold; refused before the first epoch, not after it (issue 23,
+    family 1)."""
+    names = [f"c{j}" for j in range(30_000)]
+    rows = [",".join(["label", *names])] + [",".join([str(i % 2), *("1" for _ in names)])
+                                            for i in range(6)]
+    (tmp_path / "wide.csv").write_text("\n".join(rows) + "\n")
+    result = run_train(["--data", "wide.csv", "--hidden", "20000", "--device", "cpu",
+                        "--test-fraction", "0.5"], cwd=tmp_path, subset=None)
+    assert result.returncode == 2
+    assert "would need more than the 2147483648 bytes of parameters a checkpoint may hold" in \
+        one_error_line(result)
+    assert "epoch" not in result.stdout

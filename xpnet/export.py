@@ -993,6 +993,16 @@ def main(argv=None) -> int:
     return run(_main, argv, PROG)
 
 
+def _written(output, write):
+    """``write()``, its OS error (a full disk, a folder without write permission) a one-line
+    failure that names the file and says the old one, if any, is untouched."""
+    try:
+        return write()
+    except OSError as exc:
+        raise Failure(f"cannot write {output} ({exc.strerror or exc}); the file there, if any, "
+                      f"was left as it was: free some space or choose another folder") from None
+
+
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     suffix = Path(args.output).suffix.lower()
@@ -1014,12 +1024,13 @@ def _main(argv) -> int:
     except CheckpointError as exc:
         raise Failure(str(exc)) from exc
     if isinstance(loaded, Model) and not args.no_scaler:
-        path = export(loaded, args.output)
+        path = _written(args.output, lambda: export(loaded, args.output))
         print(_model_summary(path, loaded, suffix))
         return EXIT_OK
     net = loaded.net if isinstance(loaded, Model) else loaded
     scaler, classes = None, _bare_classes(loaded)
-    path = export(net, args.output, scaler=scaler, classes=classes)
+    path = _written(args.output, lambda: export(net, args.output, scaler=scaler,
+                                                classes=classes))
     if suffix == ".onnx":
         what = {"softmax": "softmax probabilities", "sigmoid": "sigmoid probabilities"}.get(
             net.head.name, "outputs")
