@@ -84,3 +84,13 @@ def test_many_classes_keep_the_metrics_proportionate(tmp_path):
     correct = cells[cells[:, 0] == cells[:, 1], 2].sum()
     assert correct / 150 == metrics["test_accuracy"]
     assert "confusion matrix" not in result.stdout  # too wide for a terminal
+
+
+def test_evaluation_chunks_shrink_with_the_number_of_outputs():
+    """10,000 classes in chunks of 10,000 rows took 800 MB of logits; the chunk keeps about
+    EVAL_VALUES outputs instead (issue 23, family 4)."""
+    from xpnet.metrics import EVAL_VALUES, eval_rows
+
+    assert eval_rows(10) == 10_000  # MNIST: as before
+    assert eval_rows(10_000) == EVAL_VALUES // 10_000 == 400
+    assert eval_rows(10**8) == 1

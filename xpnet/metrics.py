@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DENSE_CONFUSION_CLASSES", "Scores", "confusion_matrix", "score_network"]
+__all__ = ["DENSE_CONFUSION_CLASSES", "Scores", "confusion_matrix", "eval_rows",
+           "score_network"]
 
 DENSE_CONFUSION_CLASSES = 100  # 10,000 classes would make a 10,000^2 matrix (800 MB)
 
@@ -48,14 +49,24 @@ def confusion_matrix(xp, y_true, y_pred, k):
     return xp.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
 
 
+EVAL_VALUES = 4_000_000  # outputs of one evaluation chunk: 16 MB of float32 logits
+
+
+def eval_rows(n_outputs, limit=10000) -> int:
+    """Rows per evaluation chunk: ``limit``, fewer for wide outputs, so that a chunk's logits
+    and probabilities stay about :data:`EVAL_VALUES` values (10,000 classes: 400 rows, where
+    10,000 rows took 800 MB)."""
+    return max(1, min(limit, EVAL_VALUES // max(1, n_outputs)))
+
+
 def score_network(net, X, y, *, target_scale=1.0, batch_size=10000) -> Scores:
     """Loss and metrics of ``net`` on the device arrays ``X`` (n, d) and ``y`` (class indices,
     or standardised regression targets), in chunks of ``batch_size`` rows; only the scalars and
     the confusion matrix come back to the host."""
     device = net.device
     with device.activate(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss_sum, correct, pred = net.evaluate_device(X, y, batch_size=batch_size,
-                                                      predictions=True)
+        loss_sum, correct, pred = net.evaluate_device(
+            X, y, batch_size=eval_rows(net.n_outputs, batch_size), predictions=True)
         m = len(y)
         if net.head.is_classifier:
             k = net.n_outputs

@@ -52,7 +52,7 @@ from .cli import (
 )
 from .initializers import INITIALIZERS, check_init
 from .io import atomic_write
-from .metrics import Scores, confusion_matrix, score_network
+from .metrics import Scores, confusion_matrix, eval_rows, score_network
 from .model import Model, ModelRecordError
 from .network import ACTIVATIONS, MLP
 from .optimizers import OPTIMIZERS, SCHEDULES
@@ -849,7 +849,7 @@ def _train(args, net, arrays, resume, seed, lr, signals, comm=None):
                           callback=_epoch_printer(args, len(arrays.y_train),
                                                   arrays.X_dev is not None, signals,
                                                   net.head.is_classifier),
-                          comm=comm, **options)
+                          comm=comm, eval_batch_size=eval_rows(net.n_outputs), **options)
     except (TypeError, ValueError) as exc:
         if resume is None:
             raise

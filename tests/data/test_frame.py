@@ -134,3 +134,23 @@ def test_the_npz_cap_counts_the_float64_features_it_will_allocate(tmp_path):
     with pytest.raises(DataError, match=r"needs 100000 bytes \(800000 as float64\), more than"):
         load_table(tmp_path / "u8.npz", max_bytes=200_000)
     assert load_table(tmp_path / "u8.npz", max_bytes=900_000).X.dtype == np.float64
+
+
+def test_a_header_of_too_many_columns_is_refused_before_it_is_parsed(tmp_path):
+    """2 million column names took 450 MB to parse before a row was read (issue 23, family 4);
+    more than MAX_COLUMNS are refused from the first line."""
+    from xpnet.data.tabular import MAX_COLUMNS
+
+    (tmp_path / "wide.csv").write_text(",".join(f"c{j}" for j in range(MAX_COLUMNS + 1)) + "\n")
+    with pytest.raises(DataError, match=f"has more than {MAX_COLUMNS} columns in its first line"):
+        load_frame(tmp_path / "wide.csv")
+
+
+def test_old_mac_line_endings_and_quoted_newlines_are_still_read(tmp_path):
+    (tmp_path / "mac.csv").write_bytes(b"a,b,label\r1,x,0\r2,y,1\r")
+    table = load_frame(tmp_path / "mac.csv")
+    assert table.frame.column("b").tolist() == ["x", "y"] and table.y.tolist() == [0, 1]
+    (tmp_path / "q.csv").write_text('a,"two\nlines",label\n1,"x\ny",0\n2,z,1\n')
+    table = load_frame(tmp_path / "q.csv")
+    assert table.frame.names == ["a", "two\nlines"]
+    assert table.frame.column("two\nlines").tolist() == ["x\ny", "z"]

@@ -66,6 +66,7 @@ __all__ = ["MAX_CSV_BYTES", "MAX_NPZ_BYTES", "TABLE_FORMATS", "RawTable", "Table
 TABLE_FORMATS = (".csv", ".npz")
 MAX_CSV_BYTES = 1 << 30  # the text; its features take at most 4 bytes per byte (8 parsing)
 MAX_NPZ_BYTES = 4 << 30  # the arrays read from an .npz, all together, decompressed
+MAX_COLUMNS = 200_000  # a header of 2 million names took 450 MB to parse before any row
 _SHOWN = 8  # column names listed in a message
 
 # A number as numpy.loadtxt parses it (ASCII digits only; no "1_000", no other scripts).
@@ -213,10 +214,12 @@ def _names(names: Sequence[str], shown: int = _SHOWN) -> str:
 
 # --------------------------------------------------------------------------------------- CSV
 def _csv_header(path: Path, target: str | None, require_target: bool, limit: int):
-    """``(text, names, header_lines, t, features)`` of a CSV file: its text, the column names
-    (checked), the lines the header takes, the target's index (or None) and the feature
+    """``(raw, names, header_lines, t, features)`` of a CSV file: its bytes (checked to be
+    UTF-8; the number parser reads them as they are, since through a text buffer it took 4
+    bytes a character, and :func:`_text` decodes them for the cell-by-cell reader), the column
+    names (checked), the lines the header takes, the target's index (or None) and the feature
     columns' indices."""
-    raw = _read_bytes(path, limit)
+    raw = bytes(_read_bytes(path, limit))  # bytes: io.BytesIO shares them instead of copying
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -224,11 +227,14 @@ def _csv_header(path: Path, target: str | None, require_target: bool, limit: int
             f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02X} at offset {exc.start}); "
             f"save it as UTF-8 CSV"
         ) from None
-    del raw
     if not text.strip():
         raise DataError(f"{path} is empty; a CSV table needs a header row naming the columns, "
                         f"then one row per sample")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    first_line = text[:text.find("\n") + 1 or len(text)]
+    if first_line.count(",") >= MAX_COLUMNS:
+        raise DataError(f"{path} has more than {MAX_COLUMNS} columns in its first line; tables "
+                        f"are read up to {MAX_COLUMNS} columns: keep the columns to learn from")
+    reader = csv.reader(_lines(text))
     header = next((record for _, record in _records(path, reader)), None)
     if header is None:
         raise DataError(f"{path} is empty; a CSV table needs a header row naming the columns, "
@@ -241,23 +247,38 @@ def _csv_header(path: Path, target: str | None, require_target: bool, limit: int
     if not features:
         raise DataError(f"{path} has no feature columns besides the target {target!r}; add the "
                         f"columns to learn from")
-    return text, names, header_lines, t, features
+    return raw, names, header_lines, t, features
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _lines(text: str):
+    """The lines of ``text`` with their endings (``\r\n``, ``\n`` or a lone ``\r``), one at
+    a time, for the csv module: a StringIO of the whole text holds 4 bytes a character."""
+    for match in _LINE.finditer(text):
+        yield match.group()
+
+
+def _text(raw: bytes) -> str:
+    """The text of a CSV file's bytes, already checked by :func:`_csv_header`."""
+    return raw.decode("utf-8-sig")
 
 
 def _read_csv(path: Path, target: str | None, require_target: bool, limit: int) -> Table:
-    text, names, header_lines, t, features = _csv_header(path, target, require_target, limit)
+    raw, names, header_lines, t, features = _csv_header(path, target, require_target, limit)
     X = target_text = None
     # loadtxt splits lines at "\n" only: a file with old Mac line endings (a lone "\r") goes
     # to the csv module, which reads it right.
-    if text.count("\r") == text.count("\r\n"):
+    if raw.count(b"\r") == raw.count(b"\r\n"):
         try:
-            X, target_text = _parse_fast(text, header_lines, len(names), features, t)
+            X, target_text = _parse_fast(raw, header_lines, len(names), features, t)
         except ValueError:
             pass
     if X is None or not np.isfinite(X).all():
         # Find what loadtxt refused (or the non-finite value) and say where, or read the
         # table cell by cell when nothing is wrong.
-        X, target_text = _parse_slow(path, text, names, features, t)
+        X, target_text = _parse_slow(path, _text(raw), names, features, t)
     if X.shape[0] == 0:
         raise DataError(f"{path} has a header row but no data rows; add one row per sample")
     y = None if t is None else _typed_target(path, names[t], target_text, require_target)
@@ -308,17 +329,17 @@ def load_frame(
     if suffix != ".csv":
         load_table(path)  # raises the one-sentence error for every other kind of file
     limit = MAX_CSV_BYTES if max_bytes is None else max_bytes
-    text, names, header_lines, t, features = _csv_header(path, target, require_target, limit)
+    raw, names, header_lines, t, features = _csv_header(path, target, require_target, limit)
     X = target_text = None
-    if text.count("\r") == text.count("\r\n"):
+    if raw.count(b"\r") == raw.count(b"\r\n"):
         try:
-            X, target_text = _parse_fast(text, header_lines, len(names), features, t)
+            X, target_text = _parse_fast(raw, header_lines, len(names), features, t)
         except ValueError:
             X = None
     if X is not None and X.shape[0] and np.isfinite(X).all():
         frame = Frame.from_block(X, [names[i] for i in features], path)
     else:
-        cells, lines = _parse_cells(path, text, names)
+        cells, lines = _parse_cells(path, _text(raw), names)
         if not lines:
             raise DataError(f"{path} has a header row but no data rows; add one row per sample")
         frame = Frame([names[i] for i in features],
@@ -330,7 +351,7 @@ def load_frame(
 
 def _parse_cells(path: Path, text: str, names: list[str]) -> tuple[list[list[str]], list[int]]:
     """Every cell of the table, column by column, and the line each row starts on."""
-    records = _records(path, csv.reader(io.StringIO(text, newline="")))
+    records = _records(path, csv.reader(_lines(text)))
     next(records, None)  # the header
     cells: list[list[str]] = [[] for _ in names]
     lines: list[int] = []
@@ -398,7 +419,7 @@ def _target_index(path: Path, names: list[str], target: str | None,
     )
 
 
-def _parse_fast(text: str, skip: int, n_columns: int, features: list[int],
+def _parse_fast(raw: bytes, skip: int, n_columns: int, features: list[int],
                 t: int | None) -> tuple[np.ndarray | None, list[str] | None]:
     """One ``numpy.loadtxt`` pass over every column (which checks that all rows have the same
     number of fields), as int64 first (five times faster to parse than floats, and exactly
@@ -417,8 +438,8 @@ def _parse_fast(text: str, skip: int, n_columns: int, features: list[int],
         target_text.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            return np.loadtxt(io.StringIO(text), dtype=dtype, delimiter=",", quotechar='"',
-                              comments=None, skiprows=skip, ndmin=2,
+            return np.loadtxt(io.BytesIO(raw), dtype=dtype, delimiter=",", quotechar='"',
+                              comments=None, skiprows=skip, ndmin=2, encoding="utf-8-sig",
                               converters=None if t is None else {t: collect})
 
     try:
@@ -445,7 +466,7 @@ def _parse_slow(path: Path, text: str, names: list[str], features: list[int],
                 t: int | None) -> tuple[np.ndarray, list[str] | None]:
     """The table through the ``csv`` module, cell by cell; the first problem raises a
     :class:`DataError` naming its row, line, column and value."""
-    records = _records(path, csv.reader(io.StringIO(text, newline="")))
+    records = _records(path, csv.reader(_lines(text)))
     next(records, None)  # the header
     rows: list[list[float]] = []
     target_text: list[str] | None = None if t is None else []
