@@ -175,6 +175,12 @@ DAMAGE = {
     "history": (_set(5, "trainer", "history"), "damaged run state"),
     "scaler-arrays": (_drop_array("model/inputs/offset"), "record of the training data is "
                       "damaged"),
+    # wrong JSON types in the run record are one line too, never an AttributeError
+    "model-type": (_set([1, 2], "model"), "holds no record of its training data"),
+    "inputs-type": (_set(5, "model", "inputs"), "record of the training data is damaged"),
+    "target-type": (_set(None, "model", "target"), "record of the training data is damaged"),
+    "source-type": (_set("mnist", "run", "source"), "damaged run-state entry 'run.source'"),
+    "trainer-type": (_set([], "trainer", "trainer"), "damaged run-state entry 'trainer.trainer'"),
     "subset": (_set({"dev_fraction": 0.2, "train_samples": 999}, "run"),
                "trained on 999 training samples but this one has 1200"),
 }

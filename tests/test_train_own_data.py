@@ -172,3 +172,18 @@ def test_resume_of_a_table_run_keeps_its_data_settings(tmp_path):
                        "--device", "cpu"], cwd=tmp_path, subset=None)
     assert other.returncode == 2
     assert "--task regression (the run used classification)" in one_error_line(other)
+
+
+@pytest.mark.parametrize("task, words", [
+    ("classification", "has labels the training set lacks, such as 'a'"),
+    ("regression", "holds text such as 'a'; this model predicts numbers"),
+])
+def test_an_npz_with_numeric_y_and_text_y_test_is_one_line(tmp_path, task, words):
+    """(issue 23, family 7: this was a StopIteration)"""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", X=rng.normal(size=(40, 3)), y=np.arange(40) % 2,
+             X_test=rng.normal(size=(4, 3)), y_test=np.array(["a", "b", "a", "b"]))
+    result = run_train(["--data", "t.npz", "--task", task, "--device", "cpu", "--epochs", "1"],
+                       cwd=tmp_path, subset=None)
+    assert result.returncode == 1
+    assert words in one_error_line(result)
