@@ -179,3 +179,24 @@ def test_split_empty_side_is_an_error():
     y = np.arange(10)  # every class a singleton: nothing can go to the dev set
     with pytest.raises(ValueError, match="empty"):
         stratified_split(y, 0.5)
+
+
+@pytest.mark.parametrize("offset, scale, words", [
+    (0.0, np.inf, "not finite"), (np.nan, 1.0, "not finite"), (0.0, 0.0, "not positive"),
+    (0.0, -2.0, "not positive"),
+])
+def test_a_damaged_scaler_state_is_refused(offset, scale, words):
+    """A stored scale of inf would silently zero its feature (issue 23, family 5)."""
+    state = {"json": {"method": "standard"},
+             "arrays": {"offset": np.array([offset, 0.0]), "scale": np.array([scale, 1.0])}}
+    with pytest.raises(ValueError, match=words):
+        Scaler.from_state(state)
+
+
+def test_values_near_float32s_limit_standardise_without_overflow():
+    """Statistics and the subtraction in float64: features near float32's largest value
+    standardise to finite float32 values instead of overflowing or collapsing to zero."""
+    X = np.array([[3.0e38], [3.2e38], [3.4e38]])
+    out = Scaler("standard").fit(X).transform(X, "float32")
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_allclose(out[:, 0], [-1.2247449, 0.0, 1.2247449], rtol=1e-5)
