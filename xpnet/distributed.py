@@ -450,6 +450,17 @@ def _checksum(xp, a) -> float:
     return weighted(rows) + math.pi * weighted(cols)
 
 
+class GlobalBatch:
+    """What a layer that reads the whole batch (batch norm, dropout) is given as its ``sync``
+    during a data-parallel step: the global batch's ``rows``, this rank's ``offset`` in it, and
+    ``sum(a, what)``, a small device array summed over the ranks."""
+
+    __slots__ = ("rows", "offset", "sum")
+
+    def __init__(self, rows, offset, sum):
+        self.rows, self.offset, self.sum = rows, offset, sum
+
+
 class DataParallel:
     """What :class:`~xpnet.training.Trainer` calls when given ``comm``: the split of each
     global batch, the step (forward, backward, all-reduce, L2), synchronised batch norm, global
@@ -462,16 +473,9 @@ class DataParallel:
         self.dev, self.xp = net.device, net.device.xp
         self.rank, self.size = self.comm.rank, self.comm.size
         self._host_grad = None
-        self._bn_saved = {}
-        self._buffers = {}
-        self._m = 0
         self.stats = {"allreduce_seconds": 0.0, "steps": 0}
-        self._dropouts = []
-        width = net.n_features_in
-        for layer in net.layers:
-            if isinstance(layer, Dropout):
-                self._dropouts.append((layer, width))
-            width = layer.output_features(width)
+        self._synced = [layer for layer in net.layers
+                        if isinstance(layer, (BatchNorm1d, Dropout))]
 
     # ------------------------------------------------------------------ agreement
     def agree_seed(self, seed) -> int:
@@ -545,23 +549,28 @@ class DataParallel:
         part of the batch's loss sum (0-d device array; the L2 term counted on rank 0)."""
         net, xp = self.net, self.xp
         m, k = stop - start, X.shape[0]
-        self._m = m
-        self._draw_dropout(m, lo - start, k)
-        A = X
-        for layer in net.layers:
-            A = self._bn_forward(layer, A) if isinstance(layer, BatchNorm1d) \
-                else layer.forward(A, True)
-        if k:
-            if correct is not None and net.head.is_classifier:
-                correct += net.head.count_correct(A, y)
-            loss, dZ = net.head.loss_and_grad(A, y, out=A)
-            dZ *= k / m  # this rank's share of the global-batch mean
-            part = loss * k
-        else:  # no rows this step: a zero contribution, but the collectives still happen
-            dZ, part = A, xp.zeros((), dtype=xp.float64)
-        for layer in reversed(net.layers):
-            dZ = self._bn_backward(layer, dZ) if isinstance(layer, BatchNorm1d) \
-                else layer.backward(dZ)
+        # Batch norm and dropout see the global batch through their ``sync``: its size, this
+        # rank's place in it and a sum over the ranks.
+        batch = GlobalBatch(m, lo - start, self.sum)
+        for layer in self._synced:
+            layer.sync = batch
+        try:
+            A = X
+            for layer in net.layers:
+                A = layer.forward(A, True)
+            if k:
+                if correct is not None and net.head.is_classifier:
+                    correct += net.head.count_correct(A, y)
+                loss, dZ = net.head.loss_and_grad(A, y, out=A)
+                dZ *= k / m  # this rank's share of the global-batch mean
+                part = loss * k
+            else:  # no rows this step: a zero contribution, but the collectives still happen
+                dZ, part = A, xp.zeros((), dtype=xp.float64)
+            for layer in reversed(net.layers):
+                dZ = layer.backward(dZ)
+        finally:
+            for layer in self._synced:
+                layer.sync = None  # the layers are plain again outside the step
         self.allreduce_grad()
         if net.l2:  # once, after the sum, exactly as one process adds it
             for lin in net.linears:
@@ -585,8 +594,9 @@ class DataParallel:
         self.stats["allreduce_seconds"] += time.perf_counter() - t0
         self.stats["steps"] += 1
 
-    def _sum(self, a, what):
-        """A small device array summed over the ranks (a new array on the device)."""
+    def sum(self, a, what):
+        """A small device array summed over the ranks (batch norm's statistics and gradient
+        sums, through its ``sync``): a new array on the device."""
         if self.size == 1:
             return a
         if self.dev.is_gpu:
@@ -595,63 +605,6 @@ class DataParallel:
             return self.dev.send(host)
         self.comm.allreduce(a, what)
         return a
-
-    def _buffer(self, key, shape, dtype):
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape:
-            buf = self._buffers[key] = self.xp.empty(shape, dtype=dtype)
-        return buf
-
-    def _draw_dropout(self, m, offset, k):
-        """Each dropout layer's mask of the whole global batch, drawn from the shared stream in
-        layer order (as one process draws them); this rank keeps rows ``offset:offset + k``."""
-        for i, (layer, width) in enumerate(self._dropouts):
-            if layer.p == 0:
-                continue
-            if layer.rng is None:
-                layer.rng = self.xp.random.default_rng()
-            draw = self._buffer(("draw", i, m), (m, width), layer.dtype)
-            layer.rng.random((m, width), dtype=layer.dtype, out=draw)
-            mask = self._buffer(("mask", i, k), (k, width), bool)
-            self.xp.greater_equal(draw[offset:offset + k], layer.p, out=mask)
-            layer.next_mask = mask
-
-    def _bn_forward(self, layer, x):
-        """:class:`~xpnet.layers.BatchNorm1d`'s training forward with the global batch's
-        statistics: the mean from the all-reduced sum, then the (biased) variance from the
-        all-reduced sum of squared deviations, as ``x.mean(0)`` and ``x.var(0)`` over it."""
-        xp, m = layer.xp, self._m
-        gamma, beta = layer.params["weight"], layer.params["bias"]
-        mu = self._sum(x.sum(axis=0), "synchronising batch-norm means") / m
-        xhat = xp.subtract(x, mu, out=layer.work("xhat", x.shape))
-        var = self._sum((xhat * xhat).sum(axis=0), "synchronising batch-norm variances") / m
-        inv_std = 1.0 / xp.sqrt(var + layer.eps)
-        xhat *= inv_std
-        y = xp.multiply(xhat, gamma, out=layer.work("y", x.shape))
-        y += beta
-        self._bn_saved[id(layer)] = (xhat, inv_std)
-        rm, rv, k = layer.buffers["running_mean"], layer.buffers["running_var"], layer.momentum
-        rm *= 1 - k
-        rm += k * mu
-        rv *= 1 - k
-        rv += (k * m / max(m - 1, 1)) * var
-        return y
-
-    def _bn_backward(self, layer, dy):
-        """The backward of :meth:`_bn_forward`: this rank's ``sum dy * xhat`` and ``sum dy`` go
-        to the layer's gradients (the flat all-reduce adds them up), their global sums into
-        ``dx``."""
-        xp, m = layer.xp, self._m
-        xhat, inv_std = self._bn_saved.pop(id(layer))
-        dgamma, dbeta = layer.grads["weight"], layer.grads["bias"]
-        (dy * xhat).sum(axis=0, out=dgamma)
-        dy.sum(axis=0, out=dbeta)
-        both = self._sum(xp.concatenate([dgamma, dbeta]), "synchronising batch-norm gradients")
-        n = dgamma.shape[0]
-        dy -= both[n:] / m
-        dy -= xhat * (both[:n] / m)
-        dy *= layer.params["weight"] * inv_std
-        return dy
 
     # ------------------------------------------------------------------ the epoch
     def checksum(self):

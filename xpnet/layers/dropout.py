@@ -17,6 +17,11 @@ class Dropout(Layer):
     its dropout layers and reseeds each epoch (so a resumed run draws the same masks). For
     gradient checks and cross-device parity, :attr:`next_mask` (a 0/1 array of ``x``'s shape)
     replaces the random mask of the next training forward.
+
+    **Data parallelism** (:mod:`xpnet.distributed`): while a step runs over several processes,
+    :attr:`sync` has ``rows`` (the global batch's size) and ``offset`` (where this process's
+    rows start in it): every process draws the mask of the whole global batch from the same
+    stream, as one process would, and keeps its own rows of it.
     """
 
     def __init__(self, p=0.5):
@@ -27,6 +32,7 @@ class Dropout(Layer):
         self.rng = None
         self.next_mask = None
         self._mask = None
+        self.sync = None
 
     def config(self):
         return {"p": self.p}
@@ -43,9 +49,12 @@ class Dropout(Layer):
         else:
             if self.rng is None:
                 self.rng = self.xp.random.default_rng()
-            draw = self.work("draw", x.shape)
-            self.rng.random(x.shape, dtype=self.dtype, out=draw)
-            mask = self.xp.greater_equal(draw, self.p, out=self.work("mask", x.shape, bool))
+            rows, offset = (x.shape[0], 0) if self.sync is None else \
+                (self.sync.rows, self.sync.offset)
+            draw = self.work("draw", (rows, x.shape[1]))
+            self.rng.random(draw.shape, dtype=self.dtype, out=draw)
+            mask = self.xp.greater_equal(draw[offset:offset + x.shape[0]], self.p,
+                                         out=self.work("mask", x.shape, bool))
         self._mask = mask
         y = self.xp.multiply(x, mask, out=self.work("y", x.shape))
         y *= 1.0 / (1.0 - self.p)

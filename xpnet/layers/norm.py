@@ -33,6 +33,14 @@ class BatchNorm1d(Layer):
 
     Training needs at least 2 samples per batch, as in PyTorch: over one sample ``xhat`` is 0,
     so the output is ``beta`` whatever the input and every gradient below the layer is 0.
+
+    **Data parallelism** (:mod:`xpnet.distributed`): while a step runs over several processes,
+    :attr:`sync` is set to an object with ``rows`` (``m``, the global batch's size) and
+    ``sum(a, what)`` (``a`` summed over the processes). The sums above (of ``x``, of
+    ``(x - mu)^2``, of ``dy * xhat`` and of ``dy``) are then taken over the global batch, and
+    the math is the same as over one batch of ``m`` rows; the layer's own gradients stay this
+    process's part, for the all-reduce of the flat gradient buffer to add up. In one process
+    ``sync`` is None and every sum is local.
     """
 
     output_reusable = True  # a fresh buffer; backward reads the input (and xhat), not it
@@ -51,6 +59,8 @@ class BatchNorm1d(Layer):
             raise ValueError(f"momentum must be a number in [0, 1]; got {momentum!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
         self._xhat = self._inv_std = None
+        self._rows = 0
+        self.sync = None
 
     def parameter_shapes(self):
         n = self.num_features
@@ -81,21 +91,22 @@ class BatchNorm1d(Layer):
             y *= gamma / xp.sqrt(self.buffers["running_var"] + self.eps)
             y += beta
             return y
-        m = x.shape[0]
+        m = x.shape[0] if self.sync is None else self.sync.rows
         if m < 2:  # a shape check: no data is read
             raise ValueError(
                 f"BatchNorm1d cannot train on a batch of {m} sample{'s' * (m != 1)} (its variance "
                 f"is 0, so every gradient through it would be 0); use training batches of 2 or "
                 f"more samples."
             )
-        mu = x.mean(axis=0)
-        var = x.var(axis=0)
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        mu = self._batch_sum(x.sum(axis=0), "synchronising batch-norm means") / m
         xhat = xp.subtract(x, mu, out=self.work("xhat", x.shape))
+        var = self._batch_sum((xhat * xhat).sum(axis=0),
+                              "synchronising batch-norm variances") / m
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
         xhat *= inv_std
         y = xp.multiply(xhat, gamma, out=self.work("y", x.shape))
         y += beta
-        self._xhat, self._inv_std = xhat, inv_std
+        self._xhat, self._inv_std, self._rows = xhat, inv_std, m
         rm, rv, k = self.buffers["running_mean"], self.buffers["running_var"], self.momentum
         rm *= 1 - k
         rm += k * mu
@@ -104,11 +115,22 @@ class BatchNorm1d(Layer):
         return y
 
     def backward(self, dy):
-        xhat, m = self._xhat, dy.shape[0]
+        xhat, m = self._xhat, self._rows
         dgamma, dbeta = self.grads["weight"], self.grads["bias"]
         (dy * xhat).sum(axis=0, out=dgamma)
         dy.sum(axis=0, out=dbeta)
-        dy -= dbeta / m
-        dy -= xhat * (dgamma / m)
+        if self.sync is None:
+            sum_gamma, sum_beta = dgamma, dbeta
+        else:  # the global sums, for dx; the gradients stay this process's part
+            n = self.num_features
+            both = self.sync.sum(self.xp.concatenate([dgamma, dbeta]),
+                                 "synchronising batch-norm gradients")
+            sum_gamma, sum_beta = both[:n], both[n:]
+        dy -= sum_beta / m
+        dy -= xhat * (sum_gamma / m)
         dy *= self.params["weight"] * self._inv_std
         return dy
+
+    def _batch_sum(self, a, what):
+        """``a``, a per-feature sum over this process's rows, summed over the whole batch."""
+        return a if self.sync is None else self.sync.sum(a, what)
