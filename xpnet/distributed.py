@@ -516,9 +516,7 @@ class DataParallel:
                                    f"rank {r}: #{int(v):x}" for r, v in enumerate(column))
                 raise ValueError(f"the ranks disagree on the {label} ({values}); start every "
                                  f"rank with the same command and data")
-        arrays = [self.net.flat.data, *self.net.buffers(), *trainer.optimizer.state.values(),
-                  trainer._best_params, *trainer._best_buffers]
-        for a in arrays:
+        for a in trainer.state_arrays():
             self._bcast(a)
 
     def _bcast(self, a):

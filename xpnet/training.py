@@ -298,6 +298,13 @@ class Trainer:
         for dst, src in zip(self.net.buffers(), self._best_buffers):
             dst[...] = src
 
+    def state_arrays(self) -> list:
+        """Every device array the run's state lives in: the parameters, the buffers, the
+        optimizer's state and the best-epoch snapshot (what data parallelism copies from rank 0
+        to every rank before the first step)."""
+        return [self.net.flat.data, *self.net.buffers(), *self.optimizer.state.values(),
+                self._best_params, *self._best_buffers]
+
     def _best_named(self):
         """The best-epoch snapshot as ``{name: array}`` (views), parameters then buffers."""
         names = [name for name, _ in self.net.named_buffers()]
