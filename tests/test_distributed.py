@@ -424,3 +424,23 @@ def test_ranks_started_differently_stop_before_the_first_step(tmp_path, first, s
     lines = [s for s in proc.stderr.splitlines() if s.strip()]
     assert len(lines) == 1 and words in lines[0], proc.stderr
     assert "all-reduce" not in proc.stderr
+
+
+@needs_mpi
+def test_train_cli_gives_each_rank_one_blas_thread(tmp_path, data_dir):
+    """Under --distributed each rank gets one BLAS thread unless --threads says otherwise
+    (ranks that share cores with spinning BLAS threads were 15x slower), and says so."""
+    if importlib.util.find_spec("threadpoolctl") is None:
+        pytest.skip("threadpoolctl (the train extra) sets the BLAS threads")
+    env = _env(XPNET_MNIST_SUBSET="600")
+    env.pop("OPENBLAS_NUM_THREADS")
+    base = [MPIEXEC, "-n", "2", sys.executable, "-m", "xpnet.train", "--distributed",
+            "--epochs", "1", "--data-dir", data_dir, "--layers", "784,16,10", "--device", "cpu"]
+    default = subprocess.run(base, env=env, capture_output=True, text=True, timeout=300,
+                             cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert "device: cpu x 2 MPI ranks, 1 BLAS thread each" in default.stdout
+    chosen = subprocess.run([*base, "--threads", "2"], env=env, capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert chosen.returncode == 0, chosen.stderr
+    assert "x 2 MPI ranks, 2 BLAS threads each" in chosen.stdout

@@ -226,8 +226,9 @@ def build_parser() -> Parser:
                    help="auto (a CUDA GPU when CuPy finds one, else the CPU), cpu, cuda or "
                         "cuda:N")
     g.add_argument("--threads", type=_int(1, 1024), default=None, metavar="N",
-                   help="BLAS threads on the CPU (default: the BLAS library's own choice, "
-                        "usually one per core; fewer can be faster on a busy machine)")
+                   help="BLAS threads on the CPU (default: one per rank with --distributed, "
+                        "else the BLAS library's own choice, usually one per core; fewer can "
+                        "be faster on a busy machine)")
     g.add_argument("--distributed", action="store_true",
                    help="data-parallel training over MPI, launched as `mpiexec -n N python -m "
                         "xpnet.train --distributed ...`: --batch-size is the global batch, "
@@ -431,16 +432,25 @@ def _check_list_flags(given):
 
 
 def _limit_threads(args):
-    """``--threads N``: at most N BLAS threads for the rest of the run (threadpoolctl)."""
-    if args.threads is None:
+    """``--threads N``: at most N BLAS threads for the rest of the run (threadpoolctl). Under
+    ``--distributed`` the default is one per rank: the ranks share the cores, and OpenBLAS
+    threads that spin while another rank holds their core made an epoch 30-50x slower
+    (docs/scaling.md)."""
+    threads = args.threads
+    if threads is None and args.distributed:
+        threads = 1
+    if threads is None:
         return
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
+        if args.threads is None:  # the MPI default: without threadpoolctl, the BLAS's own
+            return
         raise Failure("--threads needs threadpoolctl: pip install threadpoolctl (or pip "
                       "install -e '.[train]' in the clone)") from None
     # Kept for the life of the process: the CLI runs once and exits.
-    args.thread_limiter = threadpool_limits(limits=args.threads, user_api="blas")
+    args.thread_limiter = threadpool_limits(limits=threads, user_api="blas")
+    args.blas_threads = threads
 
 
 def _apply_recipe(args):
@@ -506,6 +516,9 @@ def _pick_device(args, comm=None):
         raise UsageError(f"--device: {exc}") from None
     why = f" (auto: {device.fallback_reason})" if device.fallback_reason else ""
     ranks = f" x {comm.size} MPI ranks" if comm is not None else ""
+    if comm is not None and getattr(args, "blas_threads", None):
+        n = args.blas_threads
+        ranks += f", {n} BLAS thread{'s' if n > 1 else ''} each"
     _say(args, f"device: {device.name}{ranks}{why}")
     return device
 
