@@ -35,6 +35,7 @@ import numpy as np
 
 from .data.errors import DataError
 from .data.frame import Frame, as_frame
+from .data.tabular import column_mismatch
 from .preprocessing import SCALINGS, Scaler
 
 __all__ = ["COLUMN_KINDS", "MISSING_POLICIES", "ColumnSpec", "InputSchema"]
@@ -251,20 +252,10 @@ class InputSchema:
                                 f"order, or as a DataFrame with those names")
             return {name: j for j, name in enumerate(names)}
         position = {name: j for j, name in enumerate(frame.names)}
-        missing = [n for n in names if n not in position]
-        ignored = set(names) | set(self.dropped) | set(excluded) | \
-            ({self.id} if self.id is not None else set())
-        extra = [n for n in frame.names if n not in ignored]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"lacks {len(missing)} of the {len(names)} feature columns the "
-                             f"model was trained on ({_listed(missing)})")
-            if extra:
-                parts.append(f"has {len(extra)} column{'s' if len(extra) > 1 else ''} the "
-                             f"model does not know ({_listed(extra)})")
-            raise DataError(f"{frame.where} {' and '.join(parts)}; give it the training data's "
-                            f"feature columns, by the same names (their order may differ)")
+        ignored = [*self.dropped, *excluded, *([self.id] if self.id is not None else [])]
+        problem = column_mismatch(frame.where, names, frame.names, ignored)
+        if problem:
+            raise DataError(problem)
         return {name: position[name] for name in names}
 
     def _filled_block(self, frame, block, specs) -> np.ndarray:

@@ -158,25 +158,35 @@ def check_features(table: Table, expected: Sequence[str]) -> Table:
     have = list(table.feature_names)
     if have == expected:
         return table
-    known = set(expected)
     position = {name: i for i, name in enumerate(have)}
-    missing = [n for n in expected if n not in position]
-    extra = [n for n in have if n not in known]
     where = table.path if table.path is not None else "the table"
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"lacks {len(missing)} of the {len(expected)} feature columns the model "
-                         f"was trained on ({_names(missing)})")
-        if extra:
-            parts.append(f"has {len(extra)} column{'s' if len(extra) > 1 else ''} the model "
-                         f"does not know ({_names(extra)})")
-        raise DataError(
-            f"{where} {' and '.join(parts)}; give it the training data's feature columns, by "
-            f"the same names (their order may differ)"
-        )
+    problem = column_mismatch(where, expected, have)
+    if problem:
+        raise DataError(problem)
     order = [position[n] for n in expected]
     return replace(table, X=np.ascontiguousarray(table.X[:, order]), feature_names=expected)
+
+
+def column_mismatch(where, expected: Sequence[str], have: Sequence[str],
+                    ignored=()) -> str | None:
+    """The one sentence that says how the columns ``have`` of the table ``where`` differ from
+    the ``expected`` feature columns a model was trained on (columns in ``ignored`` may be
+    there too), or None when every expected column is there and no other."""
+    position = set(have)
+    missing = [n for n in expected if n not in position]
+    known = set(expected) | set(ignored)
+    extra = [n for n in have if n not in known]
+    if not (missing or extra):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"lacks {len(missing)} of the {len(expected)} feature columns the model "
+                     f"was trained on ({_names(missing)})")
+    if extra:
+        parts.append(f"has {len(extra)} column{'s' if len(extra) > 1 else ''} the model "
+                     f"does not know ({_names(extra)})")
+    return (f"{where} {' and '.join(parts)}; give it the training data's feature columns, by "
+            f"the same names (their order may differ)")
 
 
 # ----------------------------------------------------------------------------------- reading
