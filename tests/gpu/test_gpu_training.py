@@ -196,3 +196,26 @@ def test_train_cli_on_device(tmp_path, monkeypatch, gpu_device):
     assert np.array(result["confusion_matrix"]).sum() == len(y_test)
     net = checkpoint.load(model, device="cpu")
     assert net.evaluate(data.X_test / 255.0, y_test)[1] >= 0.0
+
+
+def test_table_model_on_device(tmp_path, gpu_device, parity):
+    """xpnet.Model on the device: the schema encodes on the host, the network runs on the
+    device, predictions come back as labels; the saved model predicts the same on the CPU."""
+    import xpnet
+
+    rng = np.random.default_rng(61)
+    n = 200
+    x = rng.normal(size=n)
+    color = rng.choice(["red", "blue"], n)
+    rows = {"x": x, "color": color, "flag": rng.choice(["True", "False"], n)}
+    labels = np.where(x + (color == "red") > 0.5, "yes", "no")
+    model = xpnet.Model.fit(rows, labels, device=gpu_device, epochs=5, seed=0,
+                            dtype="float64")
+    assert model.net.device is gpu_device
+    proba = model.predict_proba(rows)
+    assert isinstance(proba, np.ndarray) and proba.shape == (n, 2)
+    assert set(model.predict(rows)) <= {"yes", "no"}
+    model.save(tmp_path / "m.npz")
+    on_cpu = xpnet.load(tmp_path / "m.npz", device="cpu")
+    parity.check("table model: device vs CPU probabilities", proba, on_cpu.predict_proba(rows),
+                 "float64")
