@@ -235,7 +235,8 @@ def test_usage_errors_exit_2_with_one_line(args, names, tmp_path):
 def test_choices_and_default_lrs_come_from_the_registries():
     actions = {a.dest: a for a in xpnet.train.build_parser()._actions}
     assert actions["activation"].choices == list(ACTIVATIONS)
-    assert actions["init"].choices == list(INITIALIZERS)
+    # --init takes a name of the registry or normal:SCALE, so it lists them in its metavar
+    assert actions["init"].metavar == "|".join(INITIALIZERS) + "[:S]"
     assert actions["optimizer"].choices == list(OPTIMIZERS)
     for name, cls in OPTIMIZERS.items():
         assert f"{name} {cls.default_lr:g}" in actions["lr"].help
