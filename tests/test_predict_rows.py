@@ -123,3 +123,26 @@ def test_regression_rows_come_back_in_target_units(tmp_path):
     # in the target's units (25..346), not standardised: the mean is near the target's mean
     assert abs(values.mean() - bunch.target.mean()) < 0.25 * bunch.target.std()
     assert np.corrcoef(values, bunch.target)[0, 1] > 0.6
+
+
+def test_a_damaged_model_record_is_one_line(tmp_path):
+    """A checkpoint whose schema is damaged (here its columns' JSON) cannot predict, and says
+    so in one line instead of a traceback."""
+    import json
+
+    from xpnet.checkpoint import META_KEY, meta_text
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    xpnet.Model.fit({"a": X[:, 0], "b": X[:, 1]}, (X[:, 0] > 0).astype(int), epochs=1,
+                    device="cpu").save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(meta_text(arrays[META_KEY]))
+    meta["training"]["model"]["inputs"]["columns"] = [{"name": 5}]
+    arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    result = predict(["bad.npz", "--data", "rows.csv"], tmp_path)
+    assert result.returncode == 1
+    assert "record of the training data is damaged" in one_error_line(result, "xpnet.predict")
