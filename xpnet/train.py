@@ -1,7 +1,16 @@
-"""``python -m xpnet.train``: train an MLP on MNIST, report test accuracy, save what you need.
+"""``python -m xpnet.train``: train an MLP on MNIST or your own table, report test accuracy,
+save what you need.
 
     python -m xpnet.train --device auto            # the default recipe (see --help)
     python -m xpnet.train --optimizer gd --batch-size full --lr 0.1 --epochs 500 --init he
+    python -m xpnet.train --data patients.csv --target diagnosis --id patient_id --save m.npz
+
+This module is wiring: it parses the command line and calls the library. A table's columns
+become inputs through :class:`xpnet.schema.InputSchema`, its target through
+:class:`xpnet.targets.Target`, the two and the network make the :class:`xpnet.Model` that is
+saved, the splits are :func:`xpnet.preprocessing.holdout_split`, the test metrics
+:func:`xpnet.metrics.score_network`, the defaults :data:`xpnet.recipes.RECIPES` and the run
+record :mod:`xpnet.runs`.
 
 The data go to the device once; per epoch one line of progress; at the end the test accuracy,
 the confusion matrix and the training seconds (data loading excluded). Ctrl-C or SIGTERM stop
