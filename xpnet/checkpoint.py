@@ -57,6 +57,7 @@ from .network import MLP, Sequential
 
 __all__ = [
     "CheckpointError", "save", "load", "load_checkpoint", "meta_text", "nest_states", "sub_state",
+    "config_shapes", "network_size",
     "FORMAT",
     "FORMAT_VERSION",
 ]
@@ -230,36 +231,66 @@ def _int_list(values, limit):
     return values
 
 
-def network_size(architecture: str, config) -> int | None:
-    """The number of parameter and buffer elements the network described by ``config`` holds,
-    computed from the config alone (nothing is allocated); None when the config is malformed
-    (building the network then reports what is wrong)."""
+def config_shapes(architecture: str, config):
+    """``(shapes, free)`` of the network ``config`` describes, from the config alone (nothing
+    is built): ``shapes`` maps each state-dict name of its Linear and BatchNorm1d layers to its
+    shape, in the layer order MLP and Sequential build; ``free`` holds the indices of the other
+    layers that may have state of their own (a registered layer's, checked when it is built).
+    None when the config is malformed (building the network then reports what is wrong)."""
     if not isinstance(config, dict):
         return None
     if architecture == "MLP":
         sizes = _int_list(config.get("layer_sizes"), MAX_LAYERS + 1)
         if sizes is None or len(sizes) < 2:
             return None
-        n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-        return n + (4 * sum(sizes[1:-1]) if config.get("batch_norm") is True else 0)
-    layers = config.get("layers")
-    if not isinstance(layers, list) or len(layers) > MAX_LAYERS * 4:
-        return None
-    n = 0
-    for spec in layers:
-        if not isinstance(spec, dict):
+        kinds = []
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):  # as MLP builds a hidden block
+            kinds.append(("Linear", (n_in, n_out)))
+            if config.get("batch_norm") is True:
+                kinds.append(("BatchNorm1d", (n_out,)))
+            kinds.append(("activation", None))
+            if config.get("dropout"):
+                kinds.append(("Dropout", None))
+        kinds.append(("Linear", (sizes[-2], sizes[-1])))
+    else:
+        layers = config.get("layers")
+        if not isinstance(layers, list) or len(layers) > MAX_LAYERS * 4:
             return None
-        if spec.get("type") == "Linear":
-            dims = _int_list([spec.get("in_features"), spec.get("out_features")], 2)
+        kinds = []
+        for spec in layers:
+            if not isinstance(spec, dict):
+                return None
+            kind = spec.get("type")
+            if kind == "Linear":
+                dims = _int_list([spec.get("in_features"), spec.get("out_features")], 2)
+            elif kind == "BatchNorm1d":
+                dims = _int_list([spec.get("num_features")], 1)
+            else:
+                kinds.append((str(kind), None))
+                continue
             if dims is None:
                 return None
-            n += dims[0] * dims[1] + dims[1]
-        elif spec.get("type") == "BatchNorm1d":
-            dims = _int_list([spec.get("num_features")], 1)
-            if dims is None:
-                return None
-            n += 4 * dims[0]
-    return n
+            kinds.append((kind, tuple(dims)))
+    shapes, free = {}, set()
+    for i, (kind, dims) in enumerate(kinds):
+        if kind == "Linear":
+            shapes[f"{i}.weight"], shapes[f"{i}.bias"] = (dims[1], dims[0]), (dims[1],)
+        elif kind == "BatchNorm1d":
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"{i}.{key}"] = dims
+        else:
+            free.add(i)
+    return shapes, free
+
+
+def network_size(architecture: str, config) -> int | None:
+    """The number of parameter and buffer elements the network described by ``config`` holds,
+    computed from the config alone (nothing is allocated); None when the config is malformed
+    (building the network then reports what is wrong)."""
+    described = config_shapes(architecture, config)
+    if described is None:
+        return None
+    return sum(math.prod(shape) for shape in described[0].values())
 
 
 def _network_bytes(architecture, config) -> int | None:

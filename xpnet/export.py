@@ -133,7 +133,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import MAX_NETWORK_BYTES, network_size
+from .checkpoint import MAX_NETWORK_BYTES, config_shapes
 from .cli import EXIT_OK, Failure, Parser, UsageError, check_writable, run, same_file
 from .data.frame import MISSING_MARKERS
 from .heads import SigmoidBCE, SoftmaxCrossEntropy, SquaredError
@@ -479,33 +479,6 @@ def _read_safetensors(path, device):
     return net, meta
 
 
-def _layer_kinds(architecture, config):
-    """``[(type, sizes)]``, one per layer of the network ``config`` describes, without building
-    it: ``("Linear", (in, out))``, ``("BatchNorm1d", (n,))``, ``(other type, None)``."""
-    if architecture == "MLP":
-        sizes = config["layer_sizes"]
-        dropout = config.get("dropout") or 0
-        layers = []
-        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
-            layers.append(("Linear", (n_in, n_out)))
-            if config.get("batch_norm") is True:
-                layers.append(("BatchNorm1d", (n_out,)))
-            layers.append(("activation", None))
-            if dropout:
-                layers.append(("Dropout", None))
-        return layers + [("Linear", (sizes[-2], sizes[-1]))]
-    kinds = []
-    for spec in config["layers"]:
-        kind = spec.get("type")
-        if kind == "Linear":
-            kinds.append((kind, (spec["in_features"], spec["out_features"])))
-        elif kind == "BatchNorm1d":
-            kinds.append((kind, (spec["num_features"],)))
-        else:
-            kinds.append((str(kind), None))
-    return kinds
-
-
 def _check_tensor_shapes(path, architecture, config, shapes):
     """Refuse a file whose tensors are not those of the network its config describes (by name
     and shape), or whose network exceeds MAX_NETWORK_BYTES, before anything is built: the
@@ -514,23 +487,17 @@ def _check_tensor_shapes(path, architecture, config, shapes):
     if architecture not in ("MLP", "Sequential"):
         raise ValueError(f"{path} declares the architecture {architecture!r:.40}, which xpnet "
                          f"does not build; re-export it")
-    n = network_size(architecture, config)
-    if n is None:
+    described = config_shapes(architecture, config)
+    if described is None:
         raise ValueError(f"{path} has a damaged network config in its metadata; re-export it")
+    expected, free = described
+    free = {str(i) for i in free}  # as the first part of a tensor's name
+    n = sum(math.prod(shape) for shape in expected.values())
     nbytes = n * (8 if config.get("dtype") == "float64" else 4)
     if nbytes > MAX_NETWORK_BYTES:
         raise ValueError(f"{path} describes a network of {n} parameters ({nbytes} bytes), more "
                          f"than the {MAX_NETWORK_BYTES} bytes xpnet loads; the file is damaged "
                          f"or crafted")
-    expected, free = {}, set()
-    for i, (kind, sizes) in enumerate(_layer_kinds(architecture, config)):
-        if kind == "Linear":
-            expected[f"{i}.weight"], expected[f"{i}.bias"] = (sizes[1], sizes[0]), (sizes[1],)
-        elif kind == "BatchNorm1d":
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                expected[f"{i}.{key}"] = sizes
-        else:
-            free.add(str(i))  # a registered layer's own tensors: checked when it is loaded
     for name, want in expected.items():
         if name not in shapes:
             raise ValueError(f"{path} lacks the tensor {name!r} its network config needs; the "

@@ -163,11 +163,7 @@ class Model:
                 raise TypeError("give the targets as y, or name their column with target=")
             if frame.names is None or target not in frame.names:
                 raise DataError(f"the data has no column {target!r} to predict")
-            y = frame.column(target)
-            if y.dtype.kind == "O" and any(v is None for v in y):
-                row = next(i for i, v in enumerate(y) if v is None)
-                raise DataError(f"the target column {target!r} is missing in row {row + 1}; "
-                                f"every row needs a target value")
+            y = frame.column(target)  # (Target.fit names a missing cell in it)
             frame = frame.without([target])
         elif target is None:
             target = getattr(y, "name", None)
@@ -209,8 +205,7 @@ class Model:
         :func:`load` reads it back. Raises :class:`~xpnet.checkpoint.CheckpointError`."""
         from .checkpoint import nest_states, save
 
-        parts = {"model": self.state()}
-        state = nest_states(**parts)
+        state = nest_states(model=self.state())
         if training_state is not None:
             state["json"].update(training_state["json"])
             state["arrays"].update(training_state["arrays"])
@@ -253,15 +248,11 @@ def _from_legacy(net, state) -> Model | None:
     """A model from the record of a checkpoint written before :class:`Model` (format 1 and 2
     files of ``xpnet.train``): ``run.source`` (the data, the labels or target statistics, the
     feature names) and the ``scaler`` state."""
+    from .checkpoint import sub_state
+
     js = state["json"]
     source = (js.get("run") or {}).get("source")
-    if "scaler" in js:
-        scaler = Scaler.from_state({"json": js["scaler"],
-                                    "arrays": {k[len("scaler/"):]: v
-                                               for k, v in state["arrays"].items()
-                                               if k.startswith("scaler/")}})
-    else:
-        scaler = Scaler("unit").fit(np.array([0, 255], dtype=np.uint8))
+    scaler = Scaler.from_state(sub_state(state, "scaler"))  # finite, positive scale
     if not isinstance(source, dict) or source.get("kind") != "table":
         if net.head.name != "softmax":
             return None  # not a classifier of images: the bare network, as it always was
@@ -271,8 +262,8 @@ def _from_legacy(net, state) -> Model | None:
         names = None
         if isinstance(source, dict) and dataset not in (None, "mnist"):
             names = source.get("class_names")
-        inputs = InputSchema.numeric([f"pixel{j}" for j in range(net.n_features_in)], scaler)
         _check_scaler(scaler, net.n_features_in)
+        inputs = InputSchema.pixels(net.n_features_in, scaler)
         return Model(net, inputs, Target("classification", classes=classes,
                                          class_names=names))
     names = [str(n) for n in source["feature_names"]]
@@ -291,10 +282,12 @@ def _from_legacy(net, state) -> Model | None:
 
 
 def _check_scaler(scaler, n):
+    """A legacy scaler's statistics must fit the ``n`` inputs (Scaler.from_state checked their
+    values)."""
     for name in ("offset", "scale"):
-        a = np.asarray(getattr(scaler, name))
-        if a.shape not in ((), (n,)) or not np.isfinite(a).all():
-            raise ModelRecordError(f"its input scaler is damaged ({name} of shape {a.shape})")
+        shape = np.shape(getattr(scaler, name))
+        if shape not in ((), (n,)):
+            raise ModelRecordError(f"its input scaler is damaged ({name} of shape {shape})")
 
 
 def load(path, device="auto"):

@@ -269,7 +269,7 @@ def _load_model(path, device, table=False):
                           f"xpnet.Model)")
         if net.head.name == "softmax" and net.n_features_in == 784:
             scaler = Scaler("unit").fit(np.array([0, 255], dtype=np.uint8))
-            inputs = InputSchema.numeric([f"pixel{j}" for j in range(784)], scaler)
+            inputs = InputSchema.pixels(784, scaler)
             model = Model(net, inputs, Target("classification",
                                               classes=list(range(net.n_outputs))))
     if table:

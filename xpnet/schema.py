@@ -143,6 +143,12 @@ class InputSchema:
         columns ``pixel0..pixel783``, scaled from 0..255 to 0..1)."""
         return cls([ColumnSpec(str(n), "number", 0.0) for n in names], scaler, missing=missing)
 
+    @classmethod
+    def pixels(cls, n, scaler: Scaler) -> InputSchema:
+        """The schema of an image model: ``n`` pixel columns ``pixel0..pixel{n-1}`` (Kaggle's
+        MNIST CSV names), scaled by ``scaler``; a missing pixel is refused."""
+        return cls.numeric([f"pixel{j}" for j in range(n)], scaler)
+
     # ----------------------------------------------------------------- reading
     @property
     def names(self) -> list[str]:
@@ -279,12 +285,9 @@ class InputSchema:
                 raise DataError(f"{frame.where}: column {spec.name!r} is {values[bad[0]]:g} in "
                                 f"row {bad[0] + 1}, but the model was trained on True/False "
                                 f"there; give True/False (or 1/0)")
+        _check_missing(frame, spec.name, values, self.missing)
         holes = np.isnan(values)
-        if holes.any():
-            if self.missing == "error":
-                raise _missing_error(frame, spec.name, int(np.flatnonzero(holes)[0]))
-            values = np.where(holes, spec.fill, values)
-        return values
+        return np.where(holes, spec.fill, values) if holes.any() else values
 
     def _onehot(self, frame, spec, values, dtype) -> np.ndarray:
         """The 0/1 block of a category column: unseen categories give a row of zeros."""

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .data.errors import DataError
+from .data.frame import is_missing_value
 
 __all__ = ["MAX_CLASSES", "TASKS", "Target", "TargetError", "label_value"]
 
@@ -67,8 +68,7 @@ def _values(y, what) -> np.ndarray:
                                   f"a finite target value: fill it in or remove the row")
         return a.astype(np.int64) if a.dtype.kind in "iu" else a.astype(np.float64)
     cells = list(a)
-    missing = [i for i, v in enumerate(cells) if v is None or
-               (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType"]
+    missing = [i for i, v in enumerate(cells) if is_missing_value(v)]
     if missing:
         raise TargetError(f"{what} is missing in row {missing[0] + 1}; every row needs a target "
                           f"value: fill it in or remove the row")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["MISSING_MARKERS", "Frame", "as_frame", "is_missing_text"]
+__all__ = ["MISSING_MARKERS", "Frame", "as_frame", "is_missing_text", "is_missing_value"]
 
 MISSING_MARKERS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None",
                              "<NA>", "#N/A", "-nan", "-NaN"})
@@ -139,7 +139,8 @@ def _unique(names: list[str]) -> None:
         seen.add(name)
 
 
-def _is_missing_value(v) -> bool:
+def is_missing_value(v) -> bool:
+    """Whether a Python value means "no value": None, a float NaN, pandas' NA or NaT."""
     if v is None:
         return True
     if isinstance(v, (float, np.floating)):
@@ -150,8 +151,12 @@ def _is_missing_value(v) -> bool:
 def _column(values, name) -> np.ndarray:
     """One column as float64 (numbers, booleans as 0/1) or object text (stripped; None for a
     missing cell)."""
-    a = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object) \
-        if not _plain_numbers(values) else np.asarray(values)
+    if isinstance(values, np.ndarray):
+        a = values
+    elif _plain_numbers(values):
+        a = np.asarray(values)
+    else:
+        a = np.asarray(values, dtype=object)
     if a.ndim != 1:
         raise DataError(f"column {name!r} has shape {a.shape}; each column must be 1-D")
     if a.dtype.kind in "biuf":
@@ -161,14 +166,14 @@ def _column(values, name) -> np.ndarray:
     if a.dtype.kind != "O":  # datetimes and the like: kept as their text
         a = a.astype(str).astype(object)
     cells = list(a)
-    present = [v for v in cells if not _is_missing_value(v)]
+    present = [v for v in cells if not is_missing_value(v)]
     if all(isinstance(v, (bool, np.bool_, numbers.Real)) and not isinstance(v, str)
            for v in present):
-        return np.array([np.nan if _is_missing_value(v) else float(v) for v in cells],
+        return np.array([np.nan if is_missing_value(v) else float(v) for v in cells],
                         dtype=np.float64)
     out = np.empty(len(cells), dtype=object)
     for i, v in enumerate(cells):
-        if _is_missing_value(v):
+        if is_missing_value(v):
             out[i] = None
             continue
         text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
@@ -178,8 +183,6 @@ def _column(values, name) -> np.ndarray:
 
 def _plain_numbers(values) -> bool:
     """Whether a list can go through ``np.asarray`` as numbers without losing anything."""
-    if isinstance(values, np.ndarray):
-        return True
     try:
         return all(isinstance(v, (bool, numbers.Real)) and not isinstance(v, str)
                    for v in values)

@@ -367,13 +367,7 @@ def _parse_cells(path: Path, text: str, names: list[str]) -> tuple[list[list[str
     lines: list[int] = []
     for line, record in records:
         if len(record) != len(names):
-            row = len(lines) + 1
-            raise DataError(
-                f"{path} line {line} (row {row}) has {len(record)} "
-                f"field{'s' if len(record) != 1 else ''} but the header has {len(names)} "
-                f"columns; every row needs one value per column (look for a missing or extra "
-                f"comma, or a comma inside a value that needs quotes)"
-            )
+            raise _field_count_error(path, line, len(lines) + 1, len(record), len(names))
         for column, cell in zip(cells, record):
             column.append(cell)
         lines.append(line)
@@ -483,12 +477,7 @@ def _parse_slow(path: Path, text: str, names: list[str], features: list[int],
     for line, record in records:
         row = len(rows) + 1
         if len(record) != len(names):
-            raise DataError(
-                f"{path} line {line} (row {row}) has {len(record)} "
-                f"field{'s' if len(record) != 1 else ''} but the header has {len(names)} "
-                f"columns; every row needs one value per column (look for a missing or extra "
-                f"comma, or a comma inside a value that needs quotes)"
-            )
+            raise _field_count_error(path, line, row, len(record), len(names))
         values = []
         for i in features:
             cell = record[i]
@@ -501,6 +490,14 @@ def _parse_slow(path: Path, text: str, names: list[str], features: list[int],
             target_text.append(record[t])
     X = np.array(rows, dtype=np.float64).reshape(len(rows), len(features))
     return X, target_text
+
+
+def _field_count_error(path: Path, line: int, row: int, fields: int, columns: int) -> DataError:
+    return DataError(
+        f"{path} line {line} (row {row}) has {fields} field{'s' if fields != 1 else ''} but the "
+        f"header has {columns} columns; every row needs one value per column (look for a "
+        f"missing or extra comma, or a comma inside a value that needs quotes)"
+    )
 
 
 def _records(path: Path, reader):

@@ -100,8 +100,9 @@ class BatchNorm1d(Layer):
             )
         mu = self._batch_sum(x.sum(axis=0), "synchronising batch-norm means") / m
         xhat = xp.subtract(x, mu, out=self.work("xhat", x.shape))
-        var = self._batch_sum((xhat * xhat).sum(axis=0),
-                              "synchronising batch-norm variances") / m
+        # (x - mu)^2 in the output's buffer, which the output overwrites below: no allocation
+        squares = xp.multiply(xhat, xhat, out=self.work("y", x.shape))
+        var = self._batch_sum(squares.sum(axis=0), "synchronising batch-norm variances") / m
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         xhat *= inv_std
         y = xp.multiply(xhat, gamma, out=self.work("y", x.shape))
