@@ -426,3 +426,16 @@ def test_divergence_exits_1_and_leaves_the_save_target_alone(resumed, data_dir, 
     assert f"{target} was not written" in line
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.npz"]  # no stray temp files
+
+
+def test_an_in_process_run_leaves_the_blas_threads_as_it_found_them(tmp_path, monkeypatch):
+    """--threads holds for the run only: called in-process (tests, a notebook), main leaves the
+    BLAS thread count as it was, even when the run fails."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setenv("XPNET_OFFLINE", "1")
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
+    limit = 1 if max(before) > 1 else 3
+    rc = xpnet.train.main(["--threads", str(limit), "--epochs", "1", "--data-dir",
+                           str(tmp_path / "none"), "--quiet"])
+    assert rc == 1  # no MNIST there
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info()] == before

@@ -324,7 +324,16 @@ def _main(argv) -> int:
     wanted = "--distributed" in given and not {"-h", "--help"} & set(given)
     comm = distributed.init_cli() if wanted else None
     args = _parse_args(argv)
-    _limit_threads(args)
+    limiter = _limit_threads(args)
+    try:
+        return _run(args, comm)
+    finally:
+        if limiter is not None:  # called in-process (tests, a notebook): leave no thread limit
+            limiter.restore_original_limits()
+
+
+def _run(args, comm) -> int:
+    """The run itself, from the device to the report, with the parsed ``args``."""
     device = _pick_device(args, comm)
     resume = _resume_state(args, device) if args.resume else None
     _apply_recipe(args)
@@ -332,7 +341,7 @@ def _main(argv) -> int:
     model, arrays = _build_model(args, device, resume, data)
     net = model.net
     lr = args.lr if args.lr is not None else OPTIMIZERS[args.optimizer].default_lr
-    _announce(args, model, data, arrays, resume, lr)
+    _announce(args, model, data, arrays, lr)
     signals = interrupts()
     signals.mode = "stop"  # from here until the checkpoint is written: stop, do not abort
     trainer, history = _train(args, net, arrays, resume, args.seed, lr, signals, comm)
@@ -441,7 +450,8 @@ def _check_list_flags(given):
 
 
 def _limit_threads(args):
-    """``--threads N``: at most N BLAS threads for the rest of the run (threadpoolctl). Under
+    """``--threads N``: at most N BLAS threads for the run (threadpoolctl); returns the limiter
+    to restore when the run ends, or None. Under
     ``--distributed`` the default is one per rank: the ranks share the cores, and OpenBLAS
     threads that spin while another rank holds their core made an epoch 30-50x slower
     (docs/scaling.md)."""
@@ -449,17 +459,16 @@ def _limit_threads(args):
     if threads is None and args.distributed:
         threads = 1
     if threads is None:
-        return
+        return None
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         if args.threads is None:  # the MPI default: without threadpoolctl, the BLAS's own
-            return
+            return None
         raise Failure("--threads needs threadpoolctl: pip install threadpoolctl (or pip "
                       "install -e '.[train]' in the clone)") from None
-    # Kept for the life of the process: the CLI runs once and exits.
-    args.thread_limiter = threadpool_limits(limits=threads, user_api="blas")
     args.blas_threads = threads
+    return threadpool_limits(limits=threads, user_api="blas")  # restored when the run ends
 
 
 def _apply_recipe(args):
@@ -808,7 +817,7 @@ def _new_model(args, device, data, X, y) -> Model:
     cells, one-hot); the network's sizes come from the data and the flags."""
     if data.kind == "image":
         scaler = Scaler("standard" if args.standardize else "unit").fit(X)
-        inputs = InputSchema.numeric([f"pixel{j}" for j in range(X.shape[1])], scaler)
+        inputs = InputSchema.pixels(X.shape[1], scaler)
     else:
         inputs = _library_call(InputSchema.fit, X, id=args.id, drop=args.drop or (),
                                missing=args.missing)
@@ -837,7 +846,7 @@ def _new_model(args, device, data, X, y) -> Model:
     return Model(net, inputs, target)
 
 
-def _announce(args, model, data, arrays, resume, lr):
+def _announce(args, model, data, arrays, lr):
     """The data, its columns, the model and the training plan, before the first epoch."""
     net, n_dev = model.net, 0 if arrays.y_dev is None else len(arrays.y_dev)
     if data.kind == "table":
