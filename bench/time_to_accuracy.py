@@ -216,7 +216,7 @@ def default_recipe() -> dict:
 
 def xpnet_batch_order(dev, seed, epoch, n):
     """xpnet's Trainer's permutation of epoch ``epoch`` (0-based), on ``dev``."""
-    from xpnet.training import epoch_seed  # to give torch_same the same order
+    from xpnet.loop import epoch_seed  # to give torch_same the same order
 
     return dev.xp.argsort(dev.rng(epoch_seed(seed, epoch, 0)).random(n))
 

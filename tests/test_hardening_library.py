@@ -14,10 +14,11 @@ import xpnet.training as training
 from xpnet import checkpoint
 from xpnet.backend import as_array, get_device, is_device_array
 from xpnet.layers import BatchNorm1d, Dropout, Linear, ReLU
+from xpnet.loop import batch_bounds as _batch_bounds
 from xpnet.network import MLP, Sequential
 from xpnet.optimizers import Adam, RMSprop
 from xpnet.preprocessing import Scaler, stratified_split
-from xpnet.training import Trainer, _batch_bounds, fit
+from xpnet.training import Trainer, fit
 
 CPU = get_device("cpu")
 
@@ -184,7 +185,7 @@ def fresh_trainer():
 def assert_untouched(trainer):
     assert trainer.epoch == 0 and trainer.global_step == 0 and trainer.optimizer.t == 0
     assert not trainer.optimizer.state["m"].any()
-    np.testing.assert_array_equal(trainer._best_params, trainer.net.flat.data)
+    np.testing.assert_array_equal(trainer.best.params, trainer.net.flat.data)
 
 
 @pytest.mark.parametrize("key, value, match", [

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import xpnet
-import xpnet.training
+import xpnet.callbacks
 from xpnet import progress
 from xpnet.progress import progress_bar
 
@@ -126,7 +126,7 @@ def test_one_bar_per_epoch_closed_before_the_callback(monkeypatch):
         bars.append((bar, kwargs))
         return bar
 
-    monkeypatch.setattr(xpnet.training, "progress_bar", recording_bar)
+    monkeypatch.setattr(xpnet.callbacks, "progress_bar", recording_bar)
     X, y = blobs()
     seen = []
 
@@ -153,7 +153,7 @@ def test_verbose_lines_start_on_a_clean_line_after_the_bars(monkeypatch):
     def terminal_bar(enabled=True, **kwargs):
         return progress_bar(enabled, file=terminal, mininterval=0, **kwargs)
 
-    monkeypatch.setattr(xpnet.training, "progress_bar", terminal_bar)
+    monkeypatch.setattr(xpnet.callbacks, "progress_bar", terminal_bar)
     X, y = blobs()
     net = xpnet.MLP([6, 8, 3], device="cpu", seed=0)
     with contextlib.redirect_stdout(terminal):

@@ -724,7 +724,7 @@ def test_quiet_by_default(capsys):
 @pytest.mark.parametrize("seconds, shown", [(0.0123, "12ms"), (0.9994, "999ms"), (1.0, "1.0s"),
                                             (12.345, "12.3s")])
 def test_verbose_duration_format(seconds, shown):
-    from xpnet.training import _epoch_line
+    from xpnet.callbacks import epoch_line as _epoch_line
 
     record = {"epoch": 3, "seconds": seconds, "loss": 0.5, "accuracy": 0.25,
               "val_loss": 0.125, "val_accuracy": 1.0}
@@ -967,3 +967,60 @@ def test_the_callback_runs_with_the_callers_floating_point_settings():
         warnings.simplefilter("always")
         fit(make_net(), X, y, epochs=2, lr=0.1, seed=0, callback=callback)
     assert [w.category for w in caught] == [RuntimeWarning, RuntimeWarning]
+
+
+# ---------------------------------------------------------------------------- sample weights
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_integer_sample_weights_train_as_repeated_rows(l2):
+    """Full-batch gd on weights in {0, 1, 2, 3} equals gd on the data with each row repeated
+    its weight's number of times (scikit-learn's definition, L2 over the sum of weights)."""
+    X, y = make_blobs(n=40)
+    w = np.random.default_rng(1).integers(0, 4, size=40)
+    weighted, repeated = make_net(l2=l2), make_net(l2=l2)
+    hw = fit(weighted, X, y, epochs=5, lr=0.1, sample_weight=w)
+    hr = fit(repeated, np.repeat(X, w, axis=0), np.repeat(y, w), epochs=5, lr=0.1)
+    assert_nets_equal(weighted, repeated, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(hw.loss, hr.loss, rtol=1e-10)
+
+
+def test_scaling_every_weight_changes_nothing_and_minibatches_take_the_weights():
+    X, y = make_blobs(n=50)
+    w = np.random.default_rng(2).uniform(0.1, 2.0, size=50)
+    a, b, plain = make_net(), make_net(), make_net()
+    kw = dict(epochs=3, lr=0.05, batch_size=16, optimizer="sgd", seed=3)
+    fit(a, X, y, sample_weight=w, **kw)
+    fit(b, X, y, sample_weight=7.0 * w, **kw)
+    fit(plain, X, y, **kw)
+    assert_nets_equal(a, b, rtol=1e-9, atol=1e-12)
+    assert np.abs(host_copy(a)[0] - host_copy(plain)[0]).max() > 1e-4  # the weights mattered
+
+
+def test_sample_weight_splits_with_validation_fraction_and_bad_weights_are_refused():
+    X, y = make_blobs(n=60)
+    net = make_net()
+    w = np.ones(60)
+    hist = fit(net, X, y, epochs=2, lr=0.1, validation_fraction=0.25, sample_weight=w, seed=4)
+    ref = make_net()
+    ref_hist = fit(ref, X, y, epochs=2, lr=0.1, validation_fraction=0.25, seed=4)
+    np.testing.assert_allclose(hist.val_loss, ref_hist.val_loss, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^sample_weight must be >= 0 with a positive sum; "
+                                         r"got a minimum of -1 and a sum of 58"):
+        fit(make_net(), X, y, sample_weight=np.r_[-1.0, np.ones(59)])
+    with pytest.raises(ValueError, match=r"^sample_weight must be 1-D with one weight per "
+                                         r"sample \(60\); got shape \(59,\)"):
+        fit(make_net(), X, y, sample_weight=np.ones(59))
+    with pytest.raises(ValueError, match=r"^sample_weight contains NaN or infinity"):
+        fit(make_net(), X, y, sample_weight=np.r_[np.nan, np.ones(59)])
+
+
+def test_validation_data_is_the_dev_set():
+    X, y = make_blobs(n=60)
+    Xv, yv = make_blobs(n=30, seed=5)
+    a, b = make_net(), make_net()
+    ha = fit(a, X, y, epochs=3, lr=0.1, validation_data=(Xv, yv))
+    hb = fit(b, X, y, epochs=3, lr=0.1, X_val=Xv, y_val=yv)
+    assert ha.val_loss == hb.val_loss and all(math.isfinite(v) for v in ha.val_loss)
+    with pytest.raises(ValueError, match=r"^pass the dev set once"):
+        fit(make_net(), X, y, validation_data=(Xv, yv), X_val=Xv, y_val=yv)
+    with pytest.raises(ValueError, match=r"^validation_data must be a pair \(X_val, y_val\)"):
+        fit(make_net(), X, y, validation_data=Xv)

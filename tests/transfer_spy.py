@@ -19,6 +19,7 @@ import traceback
 
 import xpnet
 from xpnet.backend import Device
+from xpnet.callbacks import FunctionCallback
 
 TRANSFERS = ("to_numpy", "send", "synchronize")
 XPNET_DIR = os.path.dirname(os.path.abspath(xpnet.__file__))
@@ -57,7 +58,8 @@ def instrument(monkeypatch, trainer):
 
     monkeypatch.setattr(trainer.net, "forward_backward", counted_step)
     monkeypatch.setattr(trainer.optimizer, "step", counted_update)
-    trainer.callback = lambda trainer, record: events.append(("epoch_end", "")) and None
+    trainer.callbacks.append(
+        FunctionCallback(lambda trainer, record: events.append(("epoch_end", "")), trainer))
     return events
 
 

@@ -545,7 +545,7 @@ class DataParallel:
         onwards of the global batch ``[start, stop)``), then the all-reduce and the L2 term:
         ``net.flat.grad`` holds the global-batch gradient on every rank. Returns this rank's
         part of the batch's loss sum (0-d device array; the L2 term counted on rank 0)."""
-        net, xp = self.net, self.xp
+        net = self.net
         m, k = stop - start, X.shape[0]
         # Batch norm and dropout see the global batch through their ``sync``: its size, this
         # rank's place in it and a sum over the ranks.
@@ -553,28 +553,15 @@ class DataParallel:
         for layer in self._synced:
             layer.sync = batch
         try:
-            A = X
-            for layer in net.layers:
-                A = layer.forward(A, True)
-            if k:
-                if correct is not None and net.head.is_classifier:
-                    correct += net.head.count_correct(A, y)
-                loss, dZ = net.head.loss_and_grad(A, y, out=A)
-                dZ *= k / m  # this rank's share of the global-batch mean
-                part = loss * k
-            else:  # no rows this step: a zero contribution, but the collectives still happen
-                dZ, part = A, xp.zeros((), dtype=xp.float64)
-            for layer in reversed(net.layers):
-                dZ = layer.backward(dZ)
+            # This rank's share k/m of the global-batch mean, as a loss sum over its rows.
+            part = net.forward_backward_data(X, y, correct, grad_scale=k / m) * k
         finally:
             for layer in self._synced:
                 layer.sync = None  # the layers are plain again outside the step
         self.allreduce_grad()
-        if net.l2:  # once, after the sum, exactly as one process adds it
-            for lin in net.linears:
-                lin.grads["weight"] += (net.l2 / m) * lin.params["weight"]
-            if self.rank == 0:
-                part = part + net.l2_term(m) * m
+        net.add_l2_grad(m)  # once, after the sum, exactly as one process adds it
+        if net.l2 and self.rank == 0:
+            part = part + net.l2_term(m) * m
         return part
 
     def allreduce_grad(self):

@@ -298,6 +298,28 @@ class Sequential:
             )
         return Xd
 
+    def check_sample_weight(self, sample_weight, m, name="sample_weight"):
+        """Validate and send per-sample weights for ``m`` samples: ``(m,)`` finite numbers
+        ``>= 0`` with a positive sum (scikit-learn's rule), in the network's dtype. A weight of
+        ``c`` counts its row ``c`` times; weights that all scale by the same factor change
+        nothing."""
+        w = as_array(sample_weight, name)
+        if w.ndim != 1 or w.shape[0] != m:
+            raise ValueError(f"{name} must be 1-D with one weight per sample ({m}); got shape "
+                             f"{tuple(w.shape)}.")
+        if np.dtype(w.dtype).kind not in "biuf":
+            raise ValueError(f"{name} must hold numbers; got dtype {w.dtype}.")
+        wd = self.device.send(w, self.dtype)
+        # One read back: all finite (1.0 or 0.0), the smallest weight and the sum.
+        finite, low, total = self.xp.stack(
+            [self.xp.isfinite(wd).all(), wd.min(), wd.sum()]).tolist()
+        if not finite:
+            raise ValueError(f"{name} contains NaN or infinity; pass finite weights.")
+        if low < 0 or total <= 0:
+            raise ValueError(f"{name} must be >= 0 with a positive sum; got a minimum of "
+                             f"{low:g} and a sum of {total:g}.")
+        return wd
+
     def check_y(self, y, m, name="y"):
         """Validate and send the targets for ``m`` samples, in the form the head needs."""
         y = as_array(y, name)
@@ -315,9 +337,18 @@ class Sequential:
     def backward(self, dZ):
         """Backpropagate ``dZ`` (m, k) from the logits through every layer, filling the flat
         gradient buffer, plus the L2 term's ``(l2 / m) W``. ``dZ`` is overwritten."""
-        m = dZ.shape[0]
+        self.backward_data(dZ)
+        self.add_l2_grad(dZ.shape[0])
+
+    def backward_data(self, dZ):
+        """Backpropagate ``dZ`` (m, k) through every layer, filling the flat gradient buffer
+        with the data term's gradient only (no L2). ``dZ`` is overwritten."""
         for layer in reversed(self.layers):
             dZ = layer.backward(dZ)
+
+    def add_l2_grad(self, m):
+        """Add the L2 term's gradient ``(l2 / m) W`` to every Linear weight's gradient, for a
+        batch of ``m`` samples (nothing without L2)."""
         if self.l2:
             for lin in self.linears:
                 lin.grads["weight"] += (self.l2 / m) * lin.params["weight"]
@@ -330,18 +361,38 @@ class Sequential:
                     for lin in self.linears)
         return (self.l2 / (2.0 * m)) * total
 
-    def forward_backward(self, X, y, dropout_masks=None, correct=None):
+    def forward_backward(self, X, y, dropout_masks=None, correct=None, sample_weight=None):
         """One training pass on checked device arrays: fills the gradients and returns the loss
         (data loss plus L2) as a 0-d device array, with no host synchronisation. When
-        ``correct`` (a 0-d device array) is given, the batch's correct count is added to it."""
+        ``correct`` (a 0-d device array) is given, the batch's correct count is added to it.
+        ``sample_weight`` (m,) makes the data loss the weighted mean ``sum w l / sum w`` (see
+        :mod:`xpnet.heads`) and divides the L2 term by ``sum w`` instead of ``m``, as
+        scikit-learn's MLP does, so that a weight of 2 trains exactly as the row given twice."""
         if dropout_masks is not None:
             self._set_dropout_masks(X.shape[0], dropout_masks)
+        loss = self.forward_backward_data(X, y, correct=correct, sample_weight=sample_weight)
+        m = X.shape[0] if sample_weight is None or not self.l2 else sample_weight.sum()
+        self.add_l2_grad(m)
+        return loss + self.l2_term(m)
+
+    def forward_backward_data(self, X, y, correct=None, grad_scale=None, sample_weight=None):
+        """The data part of a training pass: forward in training mode, the head's mean loss
+        over the ``m`` rows of ``X`` (a 0-d device array) and its gradient, scaled by
+        ``grad_scale`` when given (a process's share ``m / M`` of a global batch of ``M``),
+        backpropagated into the flat gradient buffer. No L2 term (see :meth:`add_l2_grad`).
+        With no rows (``m == 0``) the loss is 0 and the gradient zero, but every layer still
+        runs forward and backward (batch norm's collectives in data-parallel training)."""
         Z = self.logits(X, training=True)
+        if X.shape[0] == 0:
+            self.backward_data(Z)
+            return self.xp.zeros((), dtype=self.xp.float64)
         if correct is not None and self.head.is_classifier:
             correct += self.head.count_correct(Z, y)
-        loss, dZ = self.head.loss_and_grad(Z, y, out=Z)
-        loss = loss + self.l2_term(X.shape[0])
-        self.backward(dZ)
+        loss, dZ = (self.head.loss_and_grad(Z, y, out=Z) if sample_weight is None else
+                    self.head.loss_and_grad(Z, y, out=Z, sample_weight=sample_weight))
+        if grad_scale is not None:
+            dZ *= grad_scale
+        self.backward_data(dZ)
         return loss
 
     def _set_dropout_masks(self, m, masks):

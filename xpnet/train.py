@@ -894,10 +894,9 @@ def _train(args, net, arrays, resume, seed, lr, signals, comm=None):
                           f"resumed") from None
         _say(args, f"resumed from {args.resume} after epoch {trainer.epoch}")
     try:
-        # Overflow on the way to a divergence is reported once, by TrainingDiverged, not as
-        # NumPy RuntimeWarnings that would break the one-line error.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            history = trainer.fit(arrays.X_train, arrays.y_train, arrays.X_dev, arrays.y_dev)
+        # The loop silences NumPy's overflow warnings itself: a divergence is reported once,
+        # by TrainingDiverged.
+        history = trainer.fit(arrays.X_train, arrays.y_train, arrays.X_dev, arrays.y_dev)
     except TrainingDiverged as exc:
         raise Failure(str(exc) + _not_written(args)) from exc
     return trainer, history
