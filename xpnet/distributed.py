@@ -67,7 +67,6 @@ import numpy as np
 
 from . import backend
 from .backend import DeviceUnavailableError
-from .layers import BatchNorm1d, Dropout
 
 __all__ = ["Communicator", "DataParallel", "DistributedError", "INSTALL_HINT", "finish", "init",
            "init_cli", "is_root", "rank_device", "share"]
@@ -474,8 +473,7 @@ class DataParallel:
         self.rank, self.size = self.comm.rank, self.comm.size
         self._host_grad = None
         self.stats = {"allreduce_seconds": 0.0, "steps": 0}
-        self._synced = [layer for layer in net.layers
-                        if isinstance(layer, (BatchNorm1d, Dropout))]
+        self._synced = [layer for layer in net.layers if layer.global_batch]
 
     # ------------------------------------------------------------------ agreement
     def agree_seed(self, seed) -> int:

@@ -227,11 +227,12 @@ class Sequential:
                 dst[...] = self.device.send(src, self.dtype)
 
     def reseed_dropout(self, seed) -> None:
-        """Restart the dropout mask stream (the trainer does this each epoch, for exact resume).
-        All dropout layers share one generator, drawing in layer order."""
+        """Restart the random stream of the layers that draw in training (``Layer.random``:
+        dropout; the trainer does this each epoch, for exact resume). They share one
+        generator, drawing in layer order."""
         rng = self.device.rng(seed)
         for layer in self.layers:
-            if isinstance(layer, Dropout):
+            if layer.random:
                 layer.rng = rng
 
     def config(self) -> dict:
@@ -421,9 +422,9 @@ class Sequential:
         Args:
             X: ``(m, n_0)`` host or device array.
             y: labels ``(m,)`` for softmax, 0/1 targets ``(m,)`` or ``(m, k)`` for sigmoid,
-               targets ``(m, k)`` for identity.
+                targets ``(m, k)`` for identity.
             dropout_masks: optional list of 0/1 arrays ``(m, n)``, one per dropout layer in
-               order, used instead of random masks (gradient checks, cross-device parity).
+                order, used instead of random masks (gradient checks, cross-device parity).
 
         Returns:
             ``(loss, grads)``: ``loss`` a Python float, ``grads`` ``[(dW, db), ...]`` of the

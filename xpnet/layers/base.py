@@ -33,6 +33,16 @@ class Layer:
     Class attribute ``min_train_batch``: the fewest samples a training batch may have (2 for
     batch norm, whose statistics over one sample are degenerate); the trainer reads it.
 
+    Class attribute ``random``: True for a layer that draws random numbers in training (a
+    dropout): the owning network gives it :attr:`rng`, a device generator shared by its random
+    layers and reseeded each epoch by the trainer, so a resumed run draws the same numbers.
+
+    Class attribute ``global_batch``: True for a layer whose training forward reads the whole
+    batch (statistics over its rows, or a random mask drawn over them): in a data-parallel step
+    (:mod:`xpnet.distributed`) it is given :attr:`sync` (the global batch's ``rows``, this
+    process's ``offset`` in it, and ``sum(a, what)`` over the processes); otherwise ``sync`` is
+    None.
+
     Class attribute ``output_reusable``: True when the array ``forward`` returns is a buffer of
     the layer's own that ``backward`` does not read, so the next layer may overwrite it (an
     in-place activation). False, the safe default, for layers that keep their output or may
@@ -50,6 +60,8 @@ class Layer:
 
     output_reusable = False
     min_train_batch = 1
+    random = False
+    global_batch = False
 
     def __init__(self):
         self.params: dict = {}
@@ -58,6 +70,8 @@ class Layer:
         self.xp = np
         self.dtype = np.dtype("float32")
         self.needs_input_grad = True
+        self.rng = None
+        self.sync = None
         self._work: dict = {}
 
     # ------------------------------------------------------------------ declaration

@@ -24,15 +24,16 @@ class Dropout(Layer):
     stream, as one process would, and keeps its own rows of it.
     """
 
+    random = True
+    global_batch = True
+
     def __init__(self, p=0.5):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
             raise ValueError(f"dropout must be a rate in [0, 1); got {p!r}")
         self.p = float(p)
-        self.rng = None
         self.next_mask = None
         self._mask = None
-        self.sync = None
 
     def config(self):
         return {"p": self.p}

@@ -45,6 +45,7 @@ class BatchNorm1d(Layer):
 
     output_reusable = True  # a fresh buffer; backward reads the input (and xhat), not it
     min_train_batch = 2
+    global_batch = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
@@ -60,7 +61,6 @@ class BatchNorm1d(Layer):
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
         self._xhat = self._inv_std = None
         self._rows = 0
-        self.sync = None
 
     def parameter_shapes(self):
         n = self.num_features
