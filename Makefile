@@ -15,10 +15,10 @@ DEVICE ?= auto
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv train test test-gpu gpu-report bench lint clean
+.PHONY: help venv train test test-gpu gpu-report bench lint docs clean
 # The stamps are files, but their recipes always run: the detection is quick, its line says which
 # device the run will get, and the recipe itself decides whether anything needs installing.
-.PHONY: $(VENV)/.stamp-train $(VENV)/.stamp-test
+.PHONY: $(VENV)/.stamp-train $(VENV)/.stamp-test $(VENV)/.stamp-docs
 
 help:
 	@echo "make train   - install (with the CuPy for this machine's NVIDIA driver, if any), fetch MNIST if missing, train on the best device (ARGS='--epochs 5 ...', DEVICE=cpu skips the GPU)"
@@ -27,6 +27,7 @@ help:
 	@echo "make gpu-report - on a GPU: parity, GPU benchmarks, time to 98%, peak memory, TF32 cost -> bench/results/ (~10 min, at most 20)"
 	@echo "make bench   - run the benchmark suite and print the comparison table"
 	@echo "make lint    - ruff"
+	@echo "make docs    - build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make clean   - remove .venv and caches"
 
 $(VENV)/bin/python:
@@ -67,6 +68,11 @@ $(VENV)/.stamp-train: | $(VENV)/bin/python
 $(VENV)/.stamp-test: | $(VENV)/bin/python
 	$(call install,test,test$(COMMA)train$(COMMA)lint,test)
 
+# The site needs no CuPy: asked as for `make train DEVICE=cpu`, tools/cuda_extra.sh adds none
+# (its line says "installing the CPU packages only"), whatever the driver.
+$(VENV)/.stamp-docs: | $(VENV)/bin/python
+	$(call install,docs,docs,train cpu)
+
 venv: $(VENV)/.stamp-test
 
 train: $(VENV)/.stamp-train
@@ -87,6 +93,11 @@ bench: $(VENV)/.stamp-test
 lint: $(VENV)/.stamp-test
 	$(PY) -m ruff check xpnet tests bench
 
+# --strict: a broken link, a page missing from the nav or an API reference that does not
+# resolve fails the build. NO_MKDOCS_2_WARNING silences Material's notice about MkDocs 2.0.
+docs: $(VENV)/.stamp-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks .hypothesis build site *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

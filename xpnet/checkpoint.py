@@ -172,6 +172,22 @@ def save(net: Sequential, path, training_state=None) -> Path:
     ``training_state`` is ``{"json": dict, "arrays": {name: array}}``; the arrays may live on the
     net's device. The path is used exactly as given (no ``.npz`` is appended). Returns the path.
     Raises :class:`CheckpointError` on any failure, with ``path`` left as it was before.
+
+    The file holds the network's config as JSON and its ``state_dict()`` arrays under their
+    names; it is read without pickle (:func:`xpnet.load`). An :class:`xpnet.Model` is saved
+    with its record (schema, target, scaler) by its own ``save``.
+
+    Args:
+        net: a :class:`~xpnet.Sequential` or :class:`~xpnet.MLP` (or an :class:`xpnet.Model`).
+        path: the file to write; missing parent folders are created.
+        training_state: optional optimizer and loop state, for an exact resume.
+
+    Returns:
+        The :class:`~pathlib.Path` written.
+
+    Raises:
+        CheckpointError: the network is too large to save, or writing failed (disk full, no
+            permission); an existing file at ``path`` is left untouched.
     """
     if not isinstance(net, Sequential) and callable(getattr(net, "save", None)) \
             and hasattr(net, "inputs"):

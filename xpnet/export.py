@@ -361,10 +361,14 @@ def export(net, path, scaler=None, classes=None, *, fold_batch_norm=True) -> Pat
             MNIST), stored in the metadata.
         fold_batch_norm: ONNX only: fold each batch norm into the Gemm before it.
 
-    Returns the path. Raises ``TypeError`` for ``scaler=`` or ``classes=`` with a Model,
-    ``ValueError`` for another suffix or anything that cannot be exported (naming it),
-    ``ImportError`` (naming the ``pip install``) when the package for the format is missing,
-    ``OSError`` when the file cannot be written (the old file is kept).
+    Returns:
+        The :class:`~pathlib.Path` written.
+
+    Raises:
+        TypeError: ``scaler=`` or ``classes=`` given with a Model (it carries its own).
+        ValueError: another suffix, or anything that cannot be exported (naming it).
+        ImportError: the package for the format is missing (naming the ``pip install``).
+        OSError: the file cannot be written (an old file is kept).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -830,7 +834,20 @@ def to_torch(net, include_head=False):
     """The equivalent ``torch.nn.Sequential`` (same layer order and ``state_dict`` names, the
     net's dtype, on the CPU), with every weight and running statistic copied, in eval mode.
     The output head is not part of it unless ``include_head`` (``nn.Softmax(dim=1)`` or
-    ``nn.Sigmoid()`` appended; nothing for identity), so by default it returns the logits."""
+    ``nn.Sigmoid()`` appended; nothing for identity), so by default it returns the logits.
+
+    Args:
+        net: a :class:`~xpnet.Sequential` or :class:`~xpnet.MLP`, on any device.
+        include_head: append the output activation.
+
+    Returns:
+        A ``torch.nn.Sequential`` in eval mode, on the CPU.
+
+    Raises:
+        TypeError: ``net`` is not an xpnet network.
+        ImportError: PyTorch is not installed.
+        ValueError: a layer has no PyTorch equivalent (naming it).
+    """
     _check_net(net, model_too=False)
     torch = _import_torch("to_torch")
     nn = torch.nn
@@ -916,8 +933,21 @@ def from_torch(module, head="softmax", device="auto", dtype=None, seed=None):
     ``identity``) is applied on top, as by the loss the module was trained with
     (``CrossEntropyLoss`` -> softmax, ``BCEWithLogitsLoss`` -> sigmoid, ``MSELoss`` ->
     identity). Weights and running statistics are copied; ``dtype`` None keeps float64 for a
-    float64 module and uses float32 otherwise. Raises ``ValueError`` naming the first module
-    it cannot convert.
+    float64 module and uses float32 otherwise.
+
+    Args:
+        module: a ``torch.nn.Sequential`` of the modules above.
+        head: ``"softmax"`` | ``"sigmoid"`` | ``"identity"``.
+        device: where the new network lives (``"auto"`` | ``"cpu"`` | ``"cuda[:N]"``).
+        dtype: ``"float32"`` | ``"float64"`` | None (see above).
+        seed: seeds the network's dropout stream.
+
+    Returns:
+        An xpnet :class:`~xpnet.Sequential` whose ``state_dict()`` equals the module's.
+
+    Raises:
+        ImportError: PyTorch is not installed.
+        ValueError: the first module it cannot convert (naming it).
     """
     torch = _import_torch("from_torch")
     if not isinstance(module, torch.nn.Sequential):

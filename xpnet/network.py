@@ -166,7 +166,13 @@ class Sequential:
 
     def state_dict(self) -> dict:
         """``{name: host NumPy copy}`` of every parameter and buffer, in PyTorch's order (each
-        layer's parameters, then its buffers) and with ``torch.nn.Sequential``'s names."""
+        layer's parameters, then its buffers) and with ``torch.nn.Sequential``'s names.
+
+        Returns:
+            A dict such as ``{"0.weight": (n_1, n_0), "0.bias": (n_1,), "1.running_mean":
+            ..., ...}``; ``torch.nn.Sequential.load_state_dict`` accepts it after
+            ``torch.from_numpy``.
+        """
         out = {}
         to_numpy = self.device.to_numpy
         for i, layer in enumerate(self.layers):
@@ -178,7 +184,15 @@ class Sequential:
         """Copy ``{name: array}`` (host or device, e.g. from :meth:`state_dict` or a PyTorch
         ``state_dict`` converted with ``.numpy()``) into this net in place. With ``strict``,
         missing or unexpected names raise ``ValueError``; shapes must always match. PyTorch's
-        ``num_batches_tracked`` entries are ignored."""
+        ``num_batches_tracked`` entries are ignored.
+
+        Args:
+            state: ``{name: array}``.
+            strict: refuse missing and unexpected names.
+
+        Raises:
+            ValueError: a name is missing or unexpected (with ``strict``), or a shape differs.
+        """
         targets = dict(self.named_parameters()) | dict(self.named_buffers())
         given = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
         missing, unexpected = sorted(set(targets) - set(given)), sorted(set(given) - set(targets))
@@ -441,7 +455,18 @@ class Sequential:
     # ------------------------------------------------------------------ inference
     def forward(self, X):
         """Network output for ``X`` (m, n_0) in inference mode: probabilities for softmax and
-        sigmoid heads, the raw values for identity. Shape ``(m, k)``, on the net's device."""
+        sigmoid heads, the raw values for identity. Shape ``(m, k)``, on the net's device.
+
+        Args:
+            X: ``(m, n_0)`` host or device array (sent to the net's device and dtype).
+
+        Returns:
+            ``(m, k)`` array on the net's device (``net.device.to_numpy`` brings it to the host).
+
+        Raises:
+            ValueError: ``X`` is not 2-D, has the wrong number of features, or holds NaN or
+                infinity.
+        """
         with self.device.activate():
             return self.head.activate(self.logits(self.check_X(X)))
 
@@ -457,13 +482,31 @@ class Sequential:
         return keep
 
     def predict_proba(self, X):
-        """Class probabilities ``(m, k)``; only for softmax and sigmoid heads."""
+        """Class probabilities ``(m, k)``; only for softmax and sigmoid heads.
+
+        Args:
+            X: ``(m, n_0)`` host or device array.
+
+        Returns:
+            ``(m, k)`` probabilities on the net's device (softmax rows sum to 1).
+
+        Raises:
+            ValueError: the head is the identity (a regression), or ``X`` is malformed.
+        """
         if not self.head.is_classifier:
             raise ValueError("predict_proba needs a softmax or sigmoid output; use predict().")
         return self.forward(X)
 
     def predict(self, X):
-        """Labels ``(m,)`` for softmax, 0/1 ``(m, k)`` for sigmoid, values for identity."""
+        """Predictions in inference mode.
+
+        Args:
+            X: ``(m, n_0)`` host or device array.
+
+        Returns:
+            On the net's device: class indices ``(m,)`` for softmax, 0/1 ``(m, k)`` for
+            sigmoid, values ``(m, k)`` for identity.
+        """
         with self.device.activate():
             return self.head.predict(self.logits(self.check_X(X)))
 
@@ -491,7 +534,19 @@ class Sequential:
 
     def evaluate(self, X, y, batch_size=10000):
         """``(loss, accuracy)`` on ``(X, y)`` in inference mode. The loss is the data loss
-        without the L2 term; accuracy is None for an identity output."""
+        without the L2 term; accuracy is None for an identity output.
+
+        Args:
+            X: ``(m, n_0)`` host or device array.
+            y: targets, as for :meth:`loss_and_grads`.
+            batch_size: rows evaluated at a time (bounds the memory used).
+
+        Returns:
+            ``(loss, accuracy)`` as Python floats (``accuracy`` None for an identity head).
+
+        Raises:
+            ValueError: ``X`` or ``y`` is malformed, or they have different lengths.
+        """
         batch_size = _positive_batch(batch_size)
         with self.device.activate():
             Xd = self.check_X(X)

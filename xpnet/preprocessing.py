@@ -18,7 +18,23 @@ SCALINGS = ("none", "unit", "standard")
 
 
 class Scaler:
-    """Fitted input normalisation; ``transform`` returns a new float32 (or ``dtype``) array."""
+    """Fitted input normalisation: ``X' = (X - offset) / scale``, with the statistics of the
+    training set.
+
+    ``unit`` maps the data's range to [0, 1] (uint8 data: its full 0..255 range, so every image
+    maps the same way); ``standard`` subtracts each feature's mean and divides by its standard
+    deviation (1 for a constant feature), computed in float64; ``none`` only casts.
+    ``transform`` returns a new array and never modifies its input.
+
+    Args:
+        method: ``"unit"`` | ``"standard"`` | ``"none"``.
+
+    Raises:
+        ValueError: an unknown method.
+
+    Example:
+        ``X_train = Scaler("unit").fit(images).transform(images)`` gives float32 in [0, 1].
+    """
 
     def __init__(self, method="unit"):
         if method not in SCALINGS:
@@ -28,6 +44,14 @@ class Scaler:
         self.scale = None  # divided by
 
     def fit(self, X):
+        """Compute the statistics from the training inputs.
+
+        Args:
+            X: ``(n_samples, n_features)`` array (NumPy, or anything ``np.asarray`` takes).
+
+        Returns:
+            The scaler itself, fitted (so ``Scaler().fit(X).transform(X)`` chains).
+        """
         X = as_array(X, "X")
         if self.method == "unit":
             if X.dtype == np.uint8:
@@ -46,6 +70,20 @@ class Scaler:
         return self
 
     def transform(self, X, dtype="float32"):
+        """Scale ``X`` with the fitted statistics.
+
+        Args:
+            X: ``(n_samples, n_features)`` array, with the features of the fitted data.
+            dtype: the returned array's float dtype.
+
+        Returns:
+            A new ``(n_samples, n_features)`` host array of ``dtype``. The subtraction is done
+            in float64 before the cast (unless the input is exact in ``dtype``, as pixels are),
+            so a large offset such as a timestamp keeps its digits.
+
+        Raises:
+            RuntimeError: called before :meth:`fit`.
+        """
         if self.offset is None:
             raise RuntimeError("Scaler.transform called before fit")
         X = as_array(X, "X")
@@ -64,6 +102,7 @@ class Scaler:
         return out.astype(dtype, copy=False)
 
     def fit_transform(self, X, dtype="float32"):
+        """:meth:`fit` on ``X``, then :meth:`transform` it; returns the scaled array."""
         return self.fit(X).transform(X, dtype)
 
     def state(self) -> dict:
@@ -102,6 +141,17 @@ def stratified_split(y, fraction, seed=0):
 
     Each class contributes ``round(fraction * n_class)`` samples (at least one when the class
     has two or more), chosen at random with ``seed``; both index arrays are sorted.
+
+    Args:
+        y: class labels ``(n,)`` (rows of a 2-D ``y`` count as one class each).
+        fraction: the dev set's share, in (0, 1).
+        seed: seeds the choice; the same seed gives the same split.
+
+    Returns:
+        ``(train_idx, dev_idx)``: sorted int64 index arrays that together cover ``0..n-1``.
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1).
     """
     y = as_array(y, "y")
     if not 0 < fraction < 1:

@@ -415,6 +415,24 @@ def load_mnist(
     The folder is ``data_dir``, else env ``XPNET_DATA_DIR``, else ``~/.cache/xpnet/mnist``;
     mirrors ``mirrors``, else env ``XPNET_MNIST_MIRRORS``, else the built-in list. Returns
     :class:`MnistData` (uint8 images (N, 784), int64 labels (N,)); see :func:`load_dataset`.
+
+    Args:
+        data_dir: the folder holding (or to receive) the four IDX files, ``.gz`` or not.
+        download: fetch a missing file (env ``XPNET_OFFLINE=1`` forbids it as well).
+        progress: show a progress bar while downloading.
+        mirrors: base URLs to download from, tried in turn.
+        verify: check every file against its published SHA-256 before using it.
+        splits: which of ``"train"`` and ``"test"`` to read; the other's arrays are None.
+
+    Returns:
+        :class:`MnistData` with ``X_train`` uint8 ``(60000, 784)``, ``y_train`` int64
+        ``(60000,)``, ``X_test`` uint8 ``(10000, 784)`` and ``y_test`` int64 ``(10000,)``: raw
+        pixels 0..255 (scale them, e.g. with :class:`xpnet.Scaler`), labels 0..9.
+
+    Raises:
+        DownloadError: a file is missing and could not be downloaded (or downloading is off);
+            the message names the files, the folder and how to point xpnet at them.
+        MnistDataError: a file is corrupt, truncated or not the expected one.
     """
     return load_dataset("mnist", data_dir, progress, download=download, mirrors=mirrors,
                         verify=verify, splits=splits)
