@@ -25,7 +25,7 @@ import pytest
 import xpnet
 from xpnet.gradcheck import GradcheckError, gradcheck
 from xpnet.heads import HEADS
-from xpnet.layers import ACTIVATIONS, Layer
+from xpnet.layers import ACTIVATIONS, LAYERS, Layer
 from xpnet.optimizers import OPTIMIZERS, Optimizer
 from xpnet.parameters import FlatParameters
 
@@ -39,7 +39,8 @@ def code_blocks():
 @pytest.fixture
 def doc():
     """The namespace after running every block of the guide; the registries are restored."""
-    saved = [(registry, dict(registry)) for registry in (ACTIVATIONS, OPTIMIZERS, HEADS)]
+    saved = [(registry, dict(registry))
+             for registry in (ACTIVATIONS, OPTIMIZERS, HEADS, LAYERS)]
     namespace = {"__name__": "extending_md"}
     try:
         for i, block in enumerate(code_blocks()):
@@ -139,3 +140,35 @@ def test_user_head(doc):
 
 def test_the_registries_were_restored():
     assert "softplus" not in ACTIVATIONS and "lion" not in OPTIMIZERS and "huber" not in HEADS
+    assert "LayerNorm" not in LAYERS and "GaussianDropout" not in LAYERS
+
+
+def test_user_layers_with_parameters_and_randomness_save_load_and_resume_exactly(doc):
+    LayerNorm, straight = doc["LayerNorm"], doc["straight"]
+    assert gradcheck(LayerNorm(4), doc["X"][:8]) is True
+    net = xpnet.Sequential([xpnet.layers.Linear(4, 6), LayerNorm(6), xpnet.layers.Linear(6, 3)],
+                           head="softmax", dtype="float64", device="cpu", seed=1)
+    assert gradcheck(net, doc["X"][:8], doc["y"][:8]) is True
+    # values: each row of the normalised output has mean 0 and variance 1/(1 + eps/var)
+    out = LayerNorm(4).build("cpu", "float64").forward(doc["X"][:5])
+    np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-14)
+    np.testing.assert_allclose(out.var(axis=1), 1.0, rtol=1e-4)
+    assert straight.state_dict()["1.weight"].shape == (16,)  # in the flat buffer, named
+    loaded = doc["loaded"]
+    assert [type(layer).__name__ for layer in loaded.layers] == \
+        ["Linear", "LayerNorm", "Softplus", "GaussianDropout", "Linear"]
+    np.testing.assert_array_equal(loaded.flat.data, straight.flat.data)
+    # the reseeded noise: the resumed run equals the straight one bit for bit ...
+    np.testing.assert_array_equal(doc["resumed"].flat.data, straight.flat.data)
+    # ... and the noise mattered (another seed draws other noise and ends elsewhere)
+    other = doc["build"]()
+    xpnet.fit(other, doc["X"], doc["y"], **{**doc["settings"], "seed": 4})
+    assert np.abs(other.flat.data - straight.flat.data).max() > 1e-6
+
+
+def test_user_callback_halves_the_rate_when_the_dev_loss_rises(doc):
+    halve, history = doc["halve"], doc["history3"]
+    rises = [e + 1 for e in range(1, len(history.val_loss))
+             if history.val_loss[e] > history.val_loss[e - 1]]
+    assert halve.halvings == rises and rises  # lr 0.5 on 16-row batches overshoots at times
+    assert history.lr[-1] == pytest.approx(0.5 * 0.5 ** len(rises), rel=1e-15)
