@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 
 from xpnet import MLP
-from xpnet.heads import HEADS, Head, SigmoidBCE, SoftmaxCrossEntropy, SquaredError, softmax
+from xpnet.heads import (
+    HEADS,
+    Head,
+    PoissonLog,
+    SigmoidBCE,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    log_softmax,
+    softmax,
+)
 
 LN2, LN3, LN4 = math.log(2.0), math.log(3.0), math.log(4.0)
 
@@ -230,11 +239,11 @@ def test_softmax_ce_function_at_float32_extremes(strict):
 # ------------------------------------------------------------------ the head objects
 def test_registry_names_and_kinds():
     assert HEADS == {"softmax": SoftmaxCrossEntropy, "sigmoid": SigmoidBCE,
-                     "identity": SquaredError}
+                     "identity": SquaredError, "poisson": PoissonLog}
     for name, cls in HEADS.items():
         assert issubclass(cls, Head) and cls.name == name
     assert SoftmaxCrossEntropy.is_classifier and SigmoidBCE.is_classifier
-    assert not SquaredError.is_classifier
+    assert not SquaredError.is_classifier and not PoissonLog.is_classifier
     assert SquaredError().count_correct(np.zeros((2, 2)), np.zeros((2, 2))) is None
 
 
@@ -270,3 +279,100 @@ def test_a_head_instance_can_be_given_to_a_network():
         Sequential([Linear(2, 2)], head=object(), device="cpu")
     with pytest.raises(ValueError, match="unknown output 'softplus'"):
         Sequential([Linear(2, 2)], head="softplus", device="cpu")
+
+
+# ------------------------------------------------------------------ sample weights, Poisson
+def _targets_for(output, rng, m, k):
+    return {"softmax": rng.integers(0, k, m),
+            "sigmoid": rng.integers(0, 2, (m, k)).astype(float),
+            "identity": rng.normal(size=(m, k)),
+            "poisson": rng.poisson(2.0, (m, k)).astype(float)}[output]
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity", "poisson"])
+def test_weighted_loss_gradient_matches_finite_differences(output, rng):
+    m, k = 7, 3
+    Z = rng.normal(size=(m, k))
+    y = _targets_for(output, rng, m, k)
+    w = rng.uniform(0.0, 3.0, m)
+    w[2] = 0.0
+    h = head(output)
+    loss, dZ = h.loss_and_grad(Z.copy(), y, sample_weight=w)
+    eps = 1e-6
+    num = np.zeros_like(Z)
+    for idx in np.ndindex(*Z.shape):
+        e = np.zeros_like(Z)
+        e[idx] = eps
+        num[idx] = (h.loss(Z + e, y, sample_weight=w) - h.loss(Z - e, y, sample_weight=w)) / (
+            2 * eps)
+    np.testing.assert_allclose(dZ, num, rtol=1e-7, atol=1e-10)
+    assert (dZ[2] == 0).all()  # a zero weight removes the sample
+    # the definition: the weighted mean of the per-sample losses
+    per_sample = np.array([h.loss(Z[i:i + 1].copy(), y[i:i + 1]) for i in range(m)])
+    assert float(loss) == pytest.approx((w * per_sample).sum() / w.sum(), rel=1e-12)
+    # ones are the unweighted loss; scaling every weight changes nothing
+    plain, dplain = h.loss_and_grad(Z.copy(), y)
+    ones, dones = h.loss_and_grad(Z.copy(), y, sample_weight=np.ones(m))
+    assert float(ones) == pytest.approx(float(plain), rel=1e-14)
+    np.testing.assert_allclose(dones, dplain, rtol=1e-14)
+    scaled, dscaled = h.loss_and_grad(Z.copy(), y, sample_weight=5 * w)
+    assert float(scaled) == pytest.approx(float(loss), rel=1e-14)
+    np.testing.assert_allclose(dscaled, dZ, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity", "poisson"])
+def test_weighted_losses_match_torch(output, rng):
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle (the bench extra)")
+    F = torch.nn.functional
+    m, k = 9, 4
+    Z = rng.normal(size=(m, k))
+    y = _targets_for(output, rng, m, k)
+    w = rng.uniform(0.0, 2.0, m)
+    loss, dZ = head(output).loss_and_grad(Z.copy(), y, sample_weight=w)
+    z = torch.tensor(Z, requires_grad=True)
+    t, tw = torch.tensor(y), torch.tensor(w)
+    if output == "softmax":
+        per = F.cross_entropy(z, t, reduction="none")
+    elif output == "sigmoid":
+        per = F.binary_cross_entropy_with_logits(z, t, reduction="none").sum(dim=1)
+    elif output == "identity":
+        per = 0.5 * F.mse_loss(z, t, reduction="none").sum(dim=1)
+    else:  # exp(z) - y z (torch) plus the constant y log y - y of the half deviance
+        const = torch.special.xlogy(t, t) - t
+        per = (F.poisson_nll_loss(z, t, log_input=True, full=False, reduction="none")
+               + const).sum(dim=1)
+    ref = (tw * per).sum() / tw.sum()
+    ref.backward()
+    assert float(loss) == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(dZ, z.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_poisson_head_hand_computed():
+    # z = log 2 (prediction 2), y = 2: 2 log 2 - 2 log 2 + 2 - 2 = 0, dZ = 2 - 2 = 0;
+    # z = 0 (prediction 1), y = 0: 0 - 0 + 1 - 0 = 1, dZ = 1 - 0 = 1. Mean over 2 samples.
+    h = head("poisson")
+    loss, dZ = h.loss_and_grad(np.array([[LN2], [0.0]]), np.array([[2.0], [0.0]]))
+    assert float(loss) == pytest.approx(0.5, rel=1e-15)
+    np.testing.assert_allclose(dZ, [[0.0], [0.5]], atol=1e-16)
+    np.testing.assert_allclose(h.predict(np.array([[LN2]])), [[2.0]])
+    net = MLP([2, 2], output="poisson", dtype="float64", device="cpu", seed=0)
+    with pytest.raises(ValueError, match="negative"):
+        net.loss_and_grads(np.ones((2, 2)), np.array([[1.0, -1.0], [0.0, 0.0]]))
+
+
+def test_log_activate_is_finite_where_probabilities_underflow(strict):
+    Z = np.array([[300.0, -300.0, 0.0], [1.0, 2.0, 3.0]], dtype=np.float32)
+    want = Z.astype(np.float64) - np.log(np.exp(Z.astype(np.float64) - Z.max(axis=1,
+                                         keepdims=True)).sum(axis=1, keepdims=True)) - Z.max(
+        axis=1, keepdims=True)
+    got = head("softmax").log_activate(Z.copy())
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(log_softmax(np, Z.astype(np.float64)), want, rtol=1e-12)
+    zs = np.array([[-200.0, 0.0, 200.0]], dtype=np.float32)
+    np.testing.assert_allclose(head("sigmoid").log_activate(zs.copy()),
+                               -np.logaddexp(0.0, -zs.astype(np.float64)), rtol=1e-6, atol=1e-30)
+    # sigmoid probabilities keep their relative precision far into the lower tail
+    p = head("sigmoid").activate(np.array([[-44.0, 44.0]]))
+    np.testing.assert_allclose(p, [[np.exp(-44.0) / (1 + np.exp(-44.0)),
+                                    1 / (1 + np.exp(-44.0))]], rtol=1e-15)

@@ -23,6 +23,7 @@ __all__ = [
     "get_device",
     "cuda_status",
     "is_device_array",
+    "is_sparse",
     "as_array",
     "enable_tf32",
     "is_out_of_memory",
@@ -111,7 +112,11 @@ class Device:
 
     def send(self, array, dtype=None):
         """Return ``array`` on this device (no copy when it is already there with that dtype).
-        Array-likes (lists, pandas objects, CPU torch tensors) go through :func:`as_array`."""
+        Array-likes (lists, pandas objects, CPU torch tensors) go through :func:`as_array`.
+        A SciPy sparse matrix stays sparse: CSR on a GPU (``cupyx.scipy.sparse``), as it is on
+        the CPU (cast to ``dtype`` when given)."""
+        if is_sparse(array):
+            return self._send_sparse(array, dtype)
         if not isinstance(array, np.ndarray) or isinstance(array, np.ma.MaskedArray):
             if not is_device_array(array):
                 array = as_array(array, "array")
@@ -120,6 +125,17 @@ class Device:
             if dtype is not None and out.dtype != np.dtype(dtype):
                 out = out.astype(dtype)
             return out
+
+    def _send_sparse(self, matrix, dtype):
+        if dtype is not None and matrix.dtype != np.dtype(dtype):
+            matrix = matrix.astype(dtype)
+        on_gpu = type(matrix).__module__.startswith("cupyx")
+        if not self.is_gpu or on_gpu:
+            return matrix
+        import cupyx.scipy.sparse  # noqa: PLC0415  (CuPy's sparse module, only here)
+
+        with self.activate():
+            return cupyx.scipy.sparse.csr_matrix(matrix.tocsr())
 
     def to_numpy(self, array) -> np.ndarray:
         """Return a host NumPy copy (or view, on the CPU) of ``array``; array-likes go through
@@ -191,6 +207,21 @@ def get_device(spec: str | Device = "auto") -> Device:
     ``"auto"`` picks GPU 0 when it is usable and otherwise the CPU, recording why in
     ``fallback_reason``. ``"cuda"``/``"cuda:N"`` raise :class:`DeviceUnavailableError` when the
     GPU cannot be used; ``"cpu"`` always works. A bad spec raises ``ValueError``.
+
+    A GPU counts as usable only after a real allocation and a small kernel ran on it; the
+    answer is cached per GPU.
+
+    Args:
+        spec: ``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"``, or a :class:`Device` (returned
+            as it is).
+
+    Returns:
+        The :class:`Device`: its ``xp`` is :mod:`numpy` or :mod:`cupy`.
+
+    Raises:
+        DeviceUnavailableError: ``"cuda"`` or ``"cuda:N"`` and that GPU cannot be used (the
+            message names the cause and the fix).
+        ValueError: a spec that is none of the above.
     """
     if isinstance(spec, Device):
         return spec
@@ -226,6 +257,12 @@ def is_device_array(array) -> bool:
     module = sys.modules.get(top)  # a CuPy stand-in registered under its own module name
     return module is not None and module is not np and getattr(module, "ndarray", None) is \
         type(array)
+
+
+def is_sparse(array) -> bool:
+    """True for a SciPy sparse matrix or array, or a CuPy one (``cupyx.scipy.sparse``): found by
+    the type's module, so neither SciPy nor CuPy is imported to answer."""
+    return type(array).__module__.startswith(("scipy.sparse", "cupyx.scipy.sparse"))
 
 
 def _first_sentence(exc: BaseException) -> str:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backend import is_sparse
+
 # Floating-point warnings are off while training: on the way to a divergence NumPy would print
 # "overflow encountered in matmul" with a path inside xpnet before TrainingDiverged says it once.
 QUIET_FP = {"over": "ignore", "invalid": "ignore", "divide": "ignore", "under": "ignore"}
@@ -167,8 +169,11 @@ class Loop:
             or a function ``shuffle(epoch, n)`` returning the epoch's order of the ``n`` rows
             as a device integer array (scikit-learn's estimators shuffle with their
             ``random_state``).
-        step: ``step(X, y, correct)`` -> the batch's mean loss (0-d device array), having filled
-            the gradients; default ``net.forward_backward``.
+        step: ``step(X, y, correct=...)`` (and ``sample_weight=`` with weights) -> the batch's
+            mean loss (0-d device array), having filled the gradients; default
+            ``net.forward_backward``. A step that returns None skips the batch: no optimizer
+            update and nothing added to the epoch's loss (a batch whose weights are all zero
+            holds no information).
         parallel: a :class:`~xpnet.distributed.DataParallel` over ``net``; each rank then
             steps on its share of every global batch.
         eval_batch_size: rows per block when evaluating the dev set.
@@ -223,10 +228,11 @@ class Loop:
         self.epochs, self.steps_per_epoch, self.n_samples = epochs, len(bounds), n
         self.has_val = X_val is not None
         shuffled = not full_batch and self.shuffle is not False
+        sparse = is_sparse(X)  # rows gathered as a new sparse batch, never densified
         batches = {}  # mini-batch buffers by size, reused every step
         if shuffled:
             for size in {hi - lo for lo, hi in mine}:
-                batches[size] = (xp.empty((size, X.shape[1]), dtype=X.dtype),
+                batches[size] = (None if sparse else xp.empty((size, X.shape[1]), dtype=X.dtype),
                                  xp.empty((size,) + y.shape[1:], dtype=y.dtype),
                                  None if w is None else xp.empty(size, dtype=w.dtype))
         step = self.step or net.forward_backward
@@ -251,7 +257,10 @@ class Loop:
                 if shuffled:
                     idx = perm[lo:hi]
                     Xb, yb, wb = batches[idx.shape[0]]
-                    dev.take_rows(X, idx, Xb)
+                    if sparse:
+                        Xb = X[idx]
+                    else:
+                        dev.take_rows(X, idx, Xb)
                     dev.take_rows(y, idx, yb)
                     if w is not None:
                         dev.take_rows(w, idx, wb)
@@ -261,7 +270,10 @@ class Loop:
                 if w is not None:
                     weighted["sample_weight"] = wb
                 if dp is None:
-                    loss_sum += step(Xb, yb, correct=correct, **weighted) * Xb.shape[0]
+                    loss = step(Xb, yb, correct=correct, **weighted)
+                    if loss is None:
+                        continue
+                    loss_sum += loss * Xb.shape[0]
                 else:  # this rank's share, then the all-reduce: the global gradient
                     loss_sum += dp.forward_backward(Xb, yb, start, stop, lo, correct)
                 opt.step()

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from ..backend import is_sparse
 from ..initializers import check_init, draw
 from .base import Layer
 
@@ -22,6 +23,10 @@ class Linear(Layer):
         dW = dy^T x       (n_out, n_in)
         db = 1^T dy       (n_out,)      the column sums, as a matrix-vector product
         dx = dy W         (m, n_in)     skipped when ``needs_input_grad`` is False
+
+    ``x`` may be a sparse matrix (SciPy's, or CuPy's on a GPU; see :func:`xpnet.backend.
+    is_sparse`), for a first layer fed sparse data: the same products then run on the sparse
+    matrix (``y = x W^T``, ``dW = (x^T dy)^T``), so the data are never densified.
 
     ``db`` goes through BLAS (``1^T dy``) rather than ``dy.sum(axis=0)``: on a CUDA GPU a
     reduction over the long, strided sample axis runs on a few thread blocks, while cuBLAS's
@@ -71,8 +76,11 @@ class Linear(Layer):
         return self.in_features
 
     def forward(self, x, training=False):
-        y = self.output("y", (x.shape[0], self.out_features), training)
-        self.xp.matmul(x, self.params["weight"].T, out=y)
+        if is_sparse(x):  # sparse @ dense: a new dense (m, n_out) array
+            y = x @ self.params["weight"].T
+        else:
+            y = self.output("y", (x.shape[0], self.out_features), training)
+            self.xp.matmul(x, self.params["weight"].T, out=y)
         y += self.params["bias"]
         if training:
             self._x = x  # the input buffer is left alone by the layers after this one
@@ -80,7 +88,10 @@ class Linear(Layer):
 
     def backward(self, dy):
         xp, x = self.xp, self._x
-        xp.matmul(dy.T, x, out=self.grads["weight"])
+        if is_sparse(x):
+            self.grads["weight"][...] = (x.T @ dy).T  # sparse^T @ dense, never densifying x
+        else:
+            xp.matmul(dy.T, x, out=self.grads["weight"])
         xp.matmul(self._column_of_ones(dy.shape[0]), dy, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None
