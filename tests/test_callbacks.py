@@ -116,3 +116,67 @@ def test_epoch_printer_prints_one_keras_line_per_epoch(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"]
     assert all(math.isfinite(float(line.split("loss: ")[1].split(" ")[0])) for line in lines)
+
+
+# ------------------------------------------------------------------ EpochLog and StopOnSignal
+def test_epoch_log_prints_the_first_ten_about_twenty_more_and_the_last(capsys):
+    from xpnet.callbacks import EpochLog, log_line
+
+    X, y = blobs()
+    net = net64()
+    trainer = Trainer(net, optimizer="sgd", lr=0.05, epochs=45, batch_size=20, seed=0,
+                      callbacks=[EpochLog()])
+    hist = trainer.fit(X, y, X[:10], y[:10])
+    lines = capsys.readouterr().out.splitlines()
+    shown = [e for e in range(1, 46) if e <= 10 or e % 2 == 0 or e == 45]
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == shown
+    record = {key: getattr(hist, key)[-1] for key in hist.KEYS}
+    assert lines[-1] == log_line(record, 45, 60, True, True)
+    assert lines[-1].startswith(f"epoch   45/45  loss {hist.loss[-1]:.4f} acc "
+                                f"{hist.accuracy[-1]:.4f} dev_loss {hist.val_loss[-1]:.4f} "
+                                f"dev_acc {hist.val_accuracy[-1]:.4f}  lr 5.00e-02  ")
+    assert lines[-1].endswith(f"{60 / record['seconds']:,.0f} samples/s")
+
+
+def test_stop_on_signal_stops_after_the_epoch_and_puts_the_handlers_back():
+    import os
+    import signal
+
+    from xpnet.callbacks import StopOnSignal
+
+    class Kill(Callback):
+        def on_step_end(self, loop, batch_samples):
+            if loop.epoch == 1 and loop.global_step == loop.steps_per_epoch + 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    X, y = blobs()
+    before = signal.getsignal(signal.SIGTERM)
+    stop = StopOnSignal()
+    hist = Trainer(net64(), optimizer="sgd", lr=0.05, epochs=5, batch_size=20, seed=0,
+                   callbacks=[Kill(), stop]).fit(X, y)
+    assert hist.epoch == [1, 2] and hist.interrupted and stop.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_stop_on_signal_a_second_sigint_aborts_and_a_given_function_decides():
+    import os
+    import signal
+
+    from xpnet.callbacks import StopOnSignal
+
+    class Twice(Callback):
+        def on_step_end(self, loop, batch_samples):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    X, y = blobs()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(net64(), optimizer="sgd", lr=0.05, epochs=5, batch_size=20, seed=0,
+                callbacks=[Twice(), StopOnSignal()]).fit(X, y)
+    assert signal.getsignal(signal.SIGINT) is before
+    asked = []
+    hist = Trainer(net64(), optimizer="sgd", lr=0.05, epochs=5, seed=0,
+                   callbacks=[StopOnSignal(lambda: asked.append(1) or len(asked) == 3)]).fit(X, y)
+    assert hist.epoch == [1, 2, 3] and hist.interrupted
+    with pytest.raises(ValueError, match="received must be a function"):
+        StopOnSignal(received=3)

@@ -1,5 +1,7 @@
 """What the training loop calls: schedules, the best epoch and early stopping, the divergence
-guard, the progress bar, the epoch printer and the user's function.
+guard, the progress bar, the epoch printer and the user's function; and what ``xpnet.train``
+adds, usable from Python too: its thinned epoch log (:class:`EpochLog`) and a clean stop after
+the epoch on SIGINT/SIGTERM (:class:`StopOnSignal`).
 
 A callback overrides the hooks it needs; :class:`~xpnet.loop.Loop` calls them in the order the
 callbacks were given::
@@ -22,6 +24,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import signal
+import threading
 
 from .loop import TrainingDiverged
 from .optimizers import Schedule
@@ -61,10 +66,10 @@ class Callback:
 
 
 class LearningRateSchedule(Callback):
-    """Sets ``optimizer.lr`` before every step from a :class:`~xpnet.optimizers.Schedule`
-    (``constant``, ``step`` or ``cosine`` over all the run's planned steps,
-    ``epochs * steps_per_epoch``). Stateless: the rate is a function of the loop's
-    ``global_step`` and ``epoch``, which the loop's own state restores."""
+    """Sets ``optimizer.lr`` before every step from a :class:`~xpnet.optimizers.Schedule`:
+    ``step`` or ``cosine`` (over all the run's planned steps, ``epochs * steps_per_epoch``);
+    ``constant`` leaves the optimizer's rate as it is. Stateless: the rate is a function of the
+    loop's ``global_step`` and ``epoch``, which the loop's own state restores."""
 
     def __init__(self, kind="constant", lr=0.01, step_size=10, gamma=0.1):
         self.args = {"kind": kind, "lr": lr, "step_size": step_size, "gamma": gamma}
@@ -74,7 +79,10 @@ class LearningRateSchedule(Callback):
         self.schedule = Schedule(total_steps=loop.epochs * loop.steps_per_epoch, **self.args)
 
     def on_step_begin(self, loop):
-        loop.optimizer.lr = self.schedule(loop.global_step, loop.epoch)
+        # A constant rate is left alone, so that another callback may change it (a user's
+        # reduce-on-plateau); the others are functions of the step and set it every step.
+        if self.schedule.kind != "constant":
+            loop.optimizer.lr = self.schedule(loop.global_step, loop.epoch)
 
 
 class BestEpoch(Callback):
@@ -274,3 +282,115 @@ class FunctionCallback(Callback):
         if stop:
             loop.history.interrupted = True
         return stop
+
+
+class EpochLog(Callback):
+    """``xpnet.train``'s line per epoch on stdout, for the first ``first`` epochs, then every
+    ``max(1, epochs // lines)``-th (about ``lines`` more) and the last::
+
+        epoch    3/10  loss 0.1234 acc 0.9650 dev_loss 0.1100 dev_acc 0.9700  lr 4.00e-03  \
+0.52s 103,846 samples/s
+
+    (one line; ``acc`` only for a classifier, ``dev_*`` only with a dev set; samples/s is the
+    epoch's training samples over its seconds, the device synchronised).
+
+    Args:
+        first: epochs that always print, from the first.
+        lines: about how many of the later epochs print.
+    """
+
+    def __init__(self, first=10, lines=20):
+        self.first, self.lines = first, lines
+
+    def on_epoch_end(self, loop, record):
+        e, epochs = record["epoch"], loop.epochs
+        if e <= self.first or e % max(1, epochs // self.lines) == 0 or e == epochs:
+            print(log_line(record, epochs, loop.n_samples, loop.has_val,
+                           loop.net.head.is_classifier), flush=True)
+        return False
+
+
+def log_line(record, epochs, n_samples, has_val, classifier) -> str:
+    """The :class:`EpochLog` line of one epoch's ``record``.
+
+    Args:
+        record: the loop's epoch record (``epoch``, ``loss``, ``accuracy``, ``val_loss``,
+            ``val_accuracy``, ``lr``, ``seconds``).
+        epochs: the run's planned epochs.
+        n_samples: training samples per epoch (for samples/s).
+        has_val: whether there is a dev set (the ``dev_*`` columns).
+        classifier: whether the accuracies mean anything (the ``acc`` columns).
+
+    Returns:
+        The line, without a newline.
+    """
+    seconds = record["seconds"]
+    rate = n_samples / seconds if seconds > 0 else float("inf")
+    dev = f" dev_loss {record['val_loss']:.4f}" if has_val else ""
+    acc = f" acc {record['accuracy']:.4f}" if classifier else ""
+    if has_val and classifier:
+        dev += f" dev_acc {record['val_accuracy']:.4f}"
+    return (f"epoch {record['epoch']:>4}/{epochs}  loss {record['loss']:.4f}{acc}{dev}  "
+            f"lr {record['lr']:.2e}  {seconds:.2f}s {rate:,.0f} samples/s")
+
+
+class StopOnSignal(Callback):
+    """Stops the run cleanly after the epoch in progress once SIGINT (Ctrl-C) or SIGTERM has
+    arrived: ``history.interrupted`` is set and the parameters are those of the last epoch, so
+    a checkpoint saved then resumes exactly. With MPI every rank stops after the same epoch.
+
+    Args:
+        received: a function that returns True once a stop has been asked for
+            (``xpnet.train`` passes its own signal policy's). None: the callback handles
+            SIGINT and SIGTERM itself while the run lasts (installed at ``on_fit_begin`` in
+            the main thread, the previous handlers put back at ``teardown``): the first signal
+            asks for the stop and says so on stderr, a second SIGINT raises
+            ``KeyboardInterrupt`` at once.
+
+    Raises:
+        ValueError: ``received`` is neither None nor callable.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, received=None):
+        if received is not None and not callable(received):
+            raise ValueError(f"received must be a function received() -> bool or None; got "
+                             f"{received!r}")
+        self.received = received
+        self.signum = None  # the first signal of this run (own handlers only)
+        self.previous = {}
+
+    def on_fit_begin(self, loop):
+        self.signum = None
+        if self.received is None and threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self.handle)
+
+    def handle(self, signum, frame):
+        """The signal handler: the first signal asks for the stop, a second SIGINT aborts."""
+        if self.signum is None:
+            self.signum = signum
+            # Straight to the file descriptor: the main code may be inside a write to stderr
+            # (a progress bar) that a handler must not re-enter.
+            text = (f"\n{signal.Signals(signum).name} received: stopping after this epoch "
+                    f"(Ctrl-C again to abort)\n")
+            try:
+                os.write(2, text.encode("utf-8", "replace"))
+            except OSError:
+                pass
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, loop, record):
+        stop = bool(self.received()) if self.received is not None else self.signum is not None
+        if loop.parallel is not None:
+            stop = loop.parallel.any(stop)  # every rank stops after the same epoch
+        if stop:
+            loop.history.interrupted = True
+        return stop
+
+    def teardown(self, loop):
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+        self.previous = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import math
 import os
 import signal
 import sys
@@ -25,7 +26,8 @@ import traceback
 import unicodedata
 
 from .backend import DeviceUnavailableError, is_out_of_memory
-from .io import SpecialFileError, check_output_path
+from .checkpoint import MAX_NETWORK_BYTES, network_size
+from .io import SpecialFileError, atomic_write, check_output_path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -91,6 +93,197 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if isinstance(default, (list, tuple)):
             default = ",".join(map(str, default))
         return f"{text} (default: {default})"
+
+
+# ---------------------------------------------------------------------- argument values
+def shown(text) -> str:
+    """``text`` for an error message, cut short (a value may be 400 digits long).
+
+    Args:
+        text: a command-line value as typed.
+
+    Returns:
+        Its ``repr``, or the first 20 characters' with the length when longer than 24.
+    """
+    return repr(text) if len(text) <= 24 else repr(text[:20]) + f"... ({len(text)} characters)"
+
+
+def whole_number(minimum, maximum):
+    """An argparse ``type``: a whole number from ``minimum`` to ``maximum`` (inclusive).
+
+    Args:
+        minimum: the smallest value accepted.
+        maximum: the largest value accepted.
+
+    Returns:
+        ``parse(text) -> int``, which raises ``argparse.ArgumentTypeError`` (a usage error)
+        with one line that says what was expected.
+    """
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:  # also more digits than int() reads
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {shown(text)}") \
+                from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {minimum} to "
+                                             f"{maximum}, got {shown(text)}")
+        return value
+
+    return parse
+
+
+def number(lo=None, hi=None, lo_open=False, hi_open=False):
+    """An argparse ``type``: a finite number in ``[lo, hi]`` (an open end excludes its bound).
+
+    Args:
+        lo: the lower bound, or None for none.
+        hi: the upper bound, or None for none.
+        lo_open: exclude ``lo`` itself.
+        hi_open: exclude ``hi`` itself.
+
+    Returns:
+        ``parse(text) -> float``, which raises ``argparse.ArgumentTypeError`` for a value that
+        is not a number, not finite or out of range.
+    """
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {shown(text)}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {shown(text)}")
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            op = ">" if lo_open else ">="
+            raise argparse.ArgumentTypeError(f"expected a number {op} {lo}, got {shown(text)}")
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            op = "<" if hi_open else "<="
+            raise argparse.ArgumentTypeError(f"expected a number {op} {hi}, got {shown(text)}")
+        return value
+
+    return parse
+
+
+def layer_sizes(flag, example, minimum):
+    """An argparse ``type``: comma-separated layer sizes (``784,256,10``) of an MLP whose
+    parameters fit a checkpoint (:data:`~xpnet.checkpoint.MAX_NETWORK_BYTES` at 4 bytes each).
+
+    Args:
+        flag: the option, for messages (``--layers``).
+        example: a valid value, for messages.
+        minimum: the fewest sizes; 1 means hidden sizes only (the input and output sizes come
+            from the data and count as 1 each for the size check).
+
+    Returns:
+        ``parse(text) -> list[int]``, which raises ``argparse.ArgumentTypeError``.
+    """
+    def parse(text):
+        try:
+            sizes = [int(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be comma-separated whole numbers "
+                                             f"like {example}; got {shown(text)}") from None
+        if len(sizes) < minimum or any(n < 1 for n in sizes):
+            raise argparse.ArgumentTypeError(f"{flag} needs at least {minimum} size"
+                                             f"{'s' if minimum > 1 else ''}, all >= 1; got "
+                                             f"{shown(text)}")
+        layers = sizes if minimum > 1 else [1, *sizes, 1]
+        n = network_size("MLP", {"layer_sizes": layers})
+        if n is None or n * 4 > MAX_NETWORK_BYTES:
+            raise argparse.ArgumentTypeError(f"{flag} {shown(text)} would need more than the "
+                                             f"{MAX_NETWORK_BYTES} bytes of parameters a "
+                                             f"network may have")
+        return sizes
+
+    return parse
+
+
+def names(text) -> list:
+    """An argparse ``type``: comma-separated names (``id,notes``), each stripped.
+
+    Args:
+        text: the value as typed.
+
+    Returns:
+        The names, in order.
+
+    Raises:
+        argparse.ArgumentTypeError: an empty name (``a,,b``).
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got "
+                                         f"{shown(text)}")
+    return parts
+
+
+def checked(check):
+    """An argparse ``type`` from a library check: ``check(text.strip())``, its ``ValueError``
+    a usage error with the same message.
+
+    Args:
+        check: a function that returns the parsed value or raises ``ValueError``.
+
+    Returns:
+        ``parse(text)``.
+    """
+    def parse(text):
+        try:
+            return check(text.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def check_list_flags(given, flags) -> None:
+    """Refuse ``--layers 784 256 10`` (spaces, as in a Python list) with a usage error that
+    shows the comma form, instead of argparse's "unrecognized arguments: 256 10".
+
+    Args:
+        given: the command line's words.
+        flags: the options that take one comma-separated list.
+
+    Raises:
+        UsageError: one of ``flags`` is followed by two or more whole numbers.
+    """
+    for i, item in enumerate(given):
+        if item in flags:
+            values = []
+            for value in given[i + 1:]:
+                if not value.strip().isdigit():
+                    break
+                values.append(value.strip())
+            if len(values) > 1:
+                raise UsageError(f"{item} takes one comma-separated list: write {item} "
+                                 f"{','.join(values)} (no spaces)")
+
+
+def limit_blas_threads(threads, flag="--threads"):
+    """At most ``threads`` BLAS threads until the returned limiter's
+    ``restore_original_limits()`` (threadpoolctl).
+
+    Args:
+        threads: the limit, or None for none.
+        flag: the option that asked for it, for the message; None when the limit is only a
+            default, which is then skipped without threadpoolctl.
+
+    Returns:
+        The threadpoolctl limiter, or None when nothing was limited.
+
+    Raises:
+        Failure: ``flag`` asked for a limit and threadpoolctl is not installed.
+    """
+    if threads is None:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if flag is None:
+            return None
+        raise Failure(f"{flag} needs threadpoolctl: pip install threadpoolctl (or pip "
+                      f"install -e '.[train]' in the clone)") from None
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 # ---------------------------------------------------------------------- signals
@@ -231,6 +424,52 @@ def _make_folders(flag, path, parent) -> None:
     except OSError as exc:
         raise Failure(f"{flag} {path}: cannot create the folder {parent} "
                       f"({exc.strerror or exc})") from None
+
+
+def check_outputs(outputs, inputs=()) -> None:
+    """Refuse outputs that would overwrite each other or an input, before any work.
+
+    Args:
+        outputs: ``(flag, path)`` of each file the program will write, in order.
+        inputs: ``(what, path, allowed)`` of each file it reads: ``what`` names it in the
+            message (``"the --data file"``), ``allowed`` is the output flags that may name it
+            (``{"--save"}`` for the checkpoint that ``--resume`` updates in place).
+
+    Raises:
+        UsageError: two outputs name the same file (after symlinks), or an output names an
+            input it is not allowed to replace.
+    """
+    for i, (flag_a, a) in enumerate(outputs):
+        for flag_b, b in outputs[i + 1:]:
+            if same_file(a, b):
+                raise UsageError(f"{flag_a} {a} and {flag_b} {b} name the same file; give each "
+                                 f"output its own file")
+    for what, source, allowed in inputs:
+        for flag, path in outputs:
+            if flag not in allowed and same_file(path, source):
+                raise UsageError(f"{flag} {path} is {what}, which it would overwrite; choose "
+                                 f"another file")
+
+
+@contextlib.contextmanager
+def output_file(path, mode="wb"):
+    """:func:`~xpnet.io.atomic_write` to ``path``, any OS error a one-line failure.
+
+    Args:
+        path: the output file.
+        mode: ``"wb"`` or ``"w"``.
+
+    Yields:
+        The open temporary file, moved to ``path`` when the block ends without an error.
+
+    Raises:
+        Failure: ``cannot write PATH: reason``; the file there, if any, stays as it was.
+    """
+    try:
+        with atomic_write(path, mode) as f:
+            yield f
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def same_file(a, b) -> bool:

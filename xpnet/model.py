@@ -109,7 +109,18 @@ class Model:
         return np.concatenate(out) if out else np.zeros((0, net.n_outputs))
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (n, k) float64, columns in the order of :attr:`classes_`."""
+        """Class probabilities of the rows ``X``.
+
+        Args:
+            X: a DataFrame, a ``{column: values}`` mapping, or a 2-D array whose columns are in
+                the order of :attr:`feature_names_in_`.
+
+        Returns:
+            ``(n, k)`` float64 host array; columns in the order of :attr:`classes_`.
+
+        Raises:
+            ValueError: the model is a regression, or ``X`` lacks a column the model needs.
+        """
         if not self.target.is_classifier:
             raise ValueError("predict_proba is for classifiers; this model predicts numbers "
                              "(use predict)")
@@ -117,13 +128,35 @@ class Model:
 
     def predict(self, X) -> np.ndarray:
         """The original labels (classification) or values in the target's units (regression)
-        of the rows ``X``: a DataFrame, a ``{column: values}`` mapping, or a 2-D array whose
-        columns are in the order of :attr:`feature_names_in_`."""
+        of the rows ``X``.
+
+        Args:
+            X: a DataFrame, a ``{column: values}`` mapping, or a 2-D array whose columns are in
+                the order of :attr:`feature_names_in_`; columns are matched by name, in any
+                order, and a target column is ignored.
+
+        Returns:
+            ``(n,)`` host array of labels as they were in training (text stays text), or
+            ``(n,)`` / ``(n, k)`` float64 values for a regression.
+
+        Raises:
+            ValueError: ``X`` lacks a column the model needs, or has a missing cell under
+                ``missing="error"``.
+        """
         return self.target.decode(self._outputs(X))
 
     def score(self, X, y) -> float:
         """Accuracy (classification) or R^2 (regression) on ``(X, y)``, as scikit-learn's
-        ``score``."""
+        ``score``.
+
+        Args:
+            X: rows, as for :meth:`predict`.
+            y: their true labels or values, ``(n,)``.
+
+        Returns:
+            The fraction of correct labels, or the coefficient of determination (NaN when
+            ``y`` is constant).
+        """
         pred = self.predict(X)
         if self.target.is_classifier:
             codes = self.target.encode(y)
@@ -151,6 +184,28 @@ class Model:
         settings default to the table recipe (:data:`xpnet.recipes.RECIPES`, scikit-learn's
         MLP defaults); ``fit_options`` go to :func:`xpnet.fit` (``verbose=True``,
         ``validation_fraction=0.1``, ...).
+
+        Args:
+            X: the table: a DataFrame, a ``{column: values}`` mapping or a 2-D array.
+            y: the targets ``(n,)``, or None when ``target`` names a column of ``X``.
+            target: the column of ``X`` to predict (with ``y=None``).
+            task: ``"classification"`` | ``"regression"``.
+            id: a column kept out of the features (an identifier).
+            drop: columns to leave out.
+            missing: ``"impute"`` (mean / most frequent value) | ``"error"``.
+            hidden: the hidden layer sizes.
+            activation, init, l2, dropout, batch_norm, dtype, device, seed: as for
+                :class:`~xpnet.MLP` (``init=None``: the recipe's).
+            optimizer, lr, epochs, batch_size, patience: as for :func:`xpnet.fit`; None or
+                ``"recipe"`` takes the table recipe's value.
+            **fit_options: further keywords for :func:`xpnet.fit`.
+
+        Returns:
+            The fitted :class:`Model`.
+
+        Raises:
+            ValueError: a target or column that does not exist, targets that do not fit the
+                task, or a bad setting (each named in one sentence with the fix).
         """
         from .network import MLP
         from .recipes import RECIPES
@@ -202,7 +257,18 @@ class Model:
     def save(self, path, training_state=None) -> Path:
         """Write the model atomically to the ``.npz`` checkpoint ``path`` (with
         ``training_state``, ``{"json", "arrays"}`` from a trainer, if given);
-        :func:`load` reads it back. Raises :class:`~xpnet.checkpoint.CheckpointError`."""
+        :func:`load` reads it back.
+
+        Args:
+            path: the file to write; missing parent folders are created.
+            training_state: optional trainer state, for an exact resume.
+
+        Returns:
+            The :class:`~pathlib.Path` written.
+
+        Raises:
+            CheckpointError: writing failed; an existing file at ``path`` is left as it was.
+        """
         from .checkpoint import nest_states, save
 
         state = nest_states(model=self.state())
@@ -293,8 +359,20 @@ def _check_scaler(scaler, n):
 def load(path, device="auto"):
     """What was saved in the checkpoint ``path``: a :class:`Model` for files written by
     ``python -m xpnet.train --save`` or :meth:`Model.save` (any version), the bare network for
-    files written by :func:`xpnet.save`. Raises :class:`~xpnet.checkpoint.CheckpointError`
-    for a file it cannot read, naming it and the fix."""
+    files written by :func:`xpnet.save`.
+
+    Args:
+        path: a ``.npz`` checkpoint.
+        device: where the network goes: ``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"``.
+
+    Returns:
+        A :class:`Model`, or a :class:`~xpnet.Sequential` / :class:`~xpnet.MLP`.
+
+    Raises:
+        CheckpointError: the file is missing, damaged or not an xpnet checkpoint (the message
+            names it and the fix).
+        DeviceUnavailableError: ``device`` names a GPU that cannot be used.
+    """
     from .checkpoint import CheckpointError, load_checkpoint
 
     net, state = load_checkpoint(path, device=device, read_state=("model/", "scaler/"))

@@ -167,7 +167,7 @@ def test_train_cli_on_device(tmp_path, monkeypatch, gpu_device):
     confusion matrix on the device, ``--save`` and ``--metrics-json``."""
     import json
 
-    from xpnet import backend, checkpoint, train
+    from xpnet import backend, checkpoint, session, train
     from xpnet.data import MnistData
 
     rng = np.random.default_rng(60)
@@ -181,7 +181,7 @@ def test_train_cli_on_device(tmp_path, monkeypatch, gpu_device):
 
     data = MnistData(data_dir=tmp_path, X_train=images(y_train), y_train=y_train,
                      X_test=images(y_test), y_test=y_test)
-    monkeypatch.setattr(train, "_read_dataset", lambda args: data)
+    monkeypatch.setattr(session, "load_dataset", lambda *args, **kwargs: data)
     real_get_device = backend.get_device
     monkeypatch.setattr(backend, "get_device", lambda spec="auto": gpu_device
                         if spec == "cuda" else real_get_device(spec))
