@@ -360,3 +360,40 @@ def test_early_stopping_split_is_sklearns():
                                          r"\['True'\]"):
         MLPClassifier(early_stopping=True, device="cpu").fit(
             [[1, 2], [2, 3], [3, 4], [4, 5]], [0, 0, 0, 1])
+
+
+# ---------------------------------------------------------------------------- class_weight
+def _imbalanced(seed=0):
+    X, y = make_classification(n_samples=120, n_features=6, n_informative=4, n_classes=3,
+                               weights=[0.6, 0.3, 0.1], random_state=seed)
+    return StandardScaler().fit_transform(X), np.array(["a", "b", "c"])[y]
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_class_weight_is_the_per_class_sample_weight(solver, _quiet_convergence):
+    """class_weight (a dict, or 'balanced' as in LogisticRegression) trains exactly as the
+    sample weights it stands for, and multiplies given sample weights."""
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = _imbalanced()
+    kw = dict(hidden_layer_sizes=(8,), max_iter=20, random_state=0, solver=solver,
+              dtype="float64", device="cpu")
+    sw = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
+    for class_weight in ({"a": 1.0, "b": 2.0, "c": 5.0}, "balanced"):
+        by_class = MLPClassifier(class_weight=class_weight, **kw).fit(X, y, sample_weight=sw)
+        by_sample = MLPClassifier(**kw).fit(
+            X, y, sample_weight=sw * compute_sample_weight(class_weight, y))
+        for a, b in zip(by_class.coefs_, by_sample.coefs_):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    plain = MLPClassifier(**kw).fit(X, y)
+    assert np.abs(plain.coefs_[0] - by_class.coefs_[0]).max() > 1e-3  # the weights mattered
+    assert MLPClassifier().get_params()["class_weight"] is None
+
+
+def test_balanced_class_weight_is_refused_by_partial_fit():
+    X, y = _imbalanced()
+    with pytest.raises(ValueError, match=r"^class_weight 'balanced' is not supported for "
+                                         r"partial_fit"):
+        MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=["a", "b", "c"])
+    MLPClassifier(class_weight={"c": 3.0}, hidden_layer_sizes=(4,), device="cpu").partial_fit(
+        X, y, classes=["a", "b", "c"])  # a dict works

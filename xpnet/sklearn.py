@@ -107,6 +107,7 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
     from sklearn.utils import shuffle as _sk_shuffle
+    from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import (
@@ -936,7 +937,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device="auto", dtype=None):
+                 device="auto", dtype=None, class_weight=None):
+        self.class_weight = class_weight
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -951,8 +953,30 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` (n_samples, n_features), dense or SciPy sparse, and labels
         ``y`` (n_samples,), or a 0/1 indicator matrix (n_samples, n_labels) for multi-label
-        classification; ``sample_weight`` (n_samples,) weights each sample's loss."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        classification; ``sample_weight`` (n_samples,) weights each sample's loss, times its
+        class's weight when ``class_weight`` is set."""
+        return self._fit(X, y, sample_weight=self._class_weighted(y, sample_weight),
+                         incremental=False)
+
+    def _class_weighted(self, y, sample_weight, partial=False):
+        """``sample_weight`` times each sample's class weight (``class_weight``: a dict
+        ``{label: weight}``, or ``"balanced"``: ``n_samples / (n_classes * count(label))``, as
+        in ``LogisticRegression``); unchanged without ``class_weight``."""
+        if self.class_weight is None:
+            return sample_weight
+        if partial and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit. In order to use "
+                "'balanced' weights, use compute_class_weight('balanced', classes=classes, "
+                "y=y). In place of y you can use a large enough sample of the full training "
+                "set target to properly estimate the class frequency distributions. Pass the "
+                "resulting weights as the class_weight parameter.")
+        per_class = compute_sample_weight(self.class_weight, y)
+        if sample_weight is None:
+            return per_class
+        if isinstance(sample_weight, numbers.Number):
+            return per_class * float(sample_weight)
+        return per_class * _check_sample_weight(sample_weight, len(per_class))
 
     @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -963,7 +987,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        return self._fit(X, y, sample_weight=self._class_weighted(y, sample_weight, partial=True),
+                         incremental=True)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
