@@ -11,8 +11,9 @@ for the rest: Adam, lr 1e-3, batch 200, alpha 1e-4) and the same inputs, the 600
 images scaled as a scikit-learn user scales them, ``X / 255.0`` (float64; ``--input-dtype
 float32`` feeds float32). Both then train in the input's dtype (xpnet follows scikit-learn
 here since 2026-12-06; the results of 2026-11-25 were taken when xpnet trained in float32
-whatever the input), on the CPU for xpnet unless ``--device`` says otherwise. Both start from the same weights (xpnet draws scikit-learn's
-Glorot start from ``random_state``) and shuffle alike.
+whatever the input), on the CPU for xpnet unless ``--device`` says otherwise. Both start from
+the same weights (xpnet draws scikit-learn's Glorot start from ``random_state``) and shuffle
+alike.
 
 Two parts, in one process:
 
