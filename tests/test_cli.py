@@ -54,3 +54,51 @@ def test_output_file_is_atomic_and_a_failure_is_one_line(tmp_path):
     with pytest.raises(cli.Failure, match=r"^cannot write .*nowhere.*m.json: "):
         with cli.output_file(tmp_path / "nowhere" / "m.json", "w") as f:
             f.write("{}")
+
+
+def test_default_blas_threads_follow_the_measured_rule():
+    """One thread per MPI rank and for mini-batches up to ONE_THREAD_MAX_BATCH rows; full batch
+    and larger mini-batches keep the BLAS library's choice (None)."""
+    n = cli.ONE_THREAD_MAX_BATCH
+    assert [cli.default_blas_threads(b) for b in (1, 128, n)] == [1, 1, 1]
+    assert cli.default_blas_threads(n + 1) is None
+    assert cli.default_blas_threads(None) is None  # full batch
+    assert cli.default_blas_threads(None, distributed=True) == 1
+    assert cli.default_blas_threads(60000, distributed=True) == 1
+
+
+@pytest.mark.parametrize("batch, limited", [("16", True), ("full", False)])
+def test_the_training_cli_applies_the_default_for_the_run_only(tmp_path, monkeypatch, batch,
+                                                               limited):
+    """Without --threads, a mini-batch run trains on one BLAS thread and a full-batch run on
+    the library's own count; either way the count is as before once main returns."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import numpy as np
+
+    import xpnet.session
+    import xpnet.train
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) == 1:
+        pytest.skip("the BLAS uses one thread here already: nothing to tell apart")
+    seen = []
+    fit = xpnet.session.TrainingRun.fit
+
+    def watched_fit(self, *a, **k):  # the real fit, with the thread count it ran under
+        seen.append(blas_threads())
+        return fit(self, *a, **k)
+
+    monkeypatch.setattr(xpnet.session.TrainingRun, "fit", watched_fit)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    rows = ["label,a,b,c"] + [f"{int(x[0] > 0)},{x[0]},{x[1]},{x[2]}" for x in X]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    rc = xpnet.train.main(["--data", str(tmp_path / "t.csv"), "--target", "label", "--device",
+                           "cpu", "--epochs", "1", "--batch-size", batch, "--quiet"])
+    assert rc == 0
+    assert seen == [[1] * len(before) if limited else before]
+    assert blas_threads() == before

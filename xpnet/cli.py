@@ -259,6 +259,46 @@ def check_list_flags(given, flags) -> None:
                                  f"{','.join(values)} (no spaces)")
 
 
+# The largest mini-batch (rows) that trains on one BLAS thread by default; see
+# default_blas_threads for the measurements behind it.
+ONE_THREAD_MAX_BATCH = 2048
+
+
+def default_blas_threads(batch_size, distributed=False):
+    """The BLAS threads a CPU training run uses when ``--threads`` does not say.
+
+    One thread per MPI rank, and one thread for mini-batches of up to
+    :data:`ONE_THREAD_MAX_BATCH` rows; full batch and larger mini-batches keep the BLAS
+    library's own choice (one thread per core).
+
+    Why (``bench/thread_default.py`` on the 2-core AMD EPYC VM, OpenBLAS 0.3.31, 2026-12-06;
+    raw results in ``bench/results/thread-default-*`` and ``thread-sweep-*``): OpenBLAS's
+    threads spin while they wait, so a second thread pays off only when nothing else wants
+    the core. The default MNIST run (batch 128, 4 epochs, 5 runs each) took 3.86-3.93 s on
+    one thread and 2.78-4.37 s on two with the machine quiet (two threads: bimodal), and
+    3.89-4.09 s on one against 8.27-12.23 s on two beside one busy process. Full batch
+    (10 epochs) took 7.2-7.8 s on one thread and 4.2-5.0 s on two quiet, 7.3-7.8 s against
+    9.0-10.9 s loaded. A forward+backward sweep from 128 to 8192 rows found two threads
+    1.45-1.83x faster quiet and 0.46-0.71x as fast loaded at every size; the geometric mean
+    of the two, the expected gain on a machine that is sometimes busy, is 0.86-1.02 up to
+    2048 rows, 1.11-1.13 at 4096 and 8192, and 1.16 for the full-batch runs. Ranks of
+    an MPI run already fill the cores, and with more than one thread each their spinning
+    threads took an epoch from 0.7 s to 23-38 s (docs/scaling.md).
+
+    Args:
+        batch_size: the mini-batch size in rows, or None for full-batch training.
+        distributed: whether the run is one rank of an MPI job.
+
+    Returns:
+        The thread count, or None to leave the BLAS library's own choice.
+    """
+    if distributed:
+        return 1
+    if batch_size is not None and batch_size <= ONE_THREAD_MAX_BATCH:
+        return 1
+    return None
+
+
 def limit_blas_threads(threads, flag="--threads"):
     """At most ``threads`` BLAS threads until the returned limiter's
     ``restore_original_limits()`` (threadpoolctl).

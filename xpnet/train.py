@@ -109,9 +109,10 @@ def build_parser() -> Parser:
                    help="auto (a CUDA GPU when CuPy finds one, else the CPU), cpu, cuda or "
                         "cuda:N")
     g.add_argument("--threads", type=cli.whole_number(1, 1024), default=None, metavar="N",
-                   help="BLAS threads on the CPU (default: one per rank with --distributed, "
-                        "else the BLAS library's own choice, usually one per core; fewer can "
-                        "be faster on a busy machine)")
+                   help=f"BLAS threads on the CPU (default: one per rank with --distributed "
+                        f"and for mini-batches of up to {cli.ONE_THREAD_MAX_BATCH} rows, which "
+                        "is steadier and faster on a busy machine; else the BLAS library's own "
+                        "choice, usually one per core)")
     g.add_argument("--distributed", action="store_true",
                    help="data-parallel training over MPI, launched as `mpiexec -n N python -m "
                         "xpnet.train --distributed ...`: --batch-size is the global batch, "
@@ -201,25 +202,37 @@ def _main(argv) -> int:
     comm = distributed.init_cli() if wanted else None
     args = _parse_args(argv)
     # --threads N, or one per rank under --distributed: OpenBLAS threads that spin while another
-    # rank holds their core made an epoch 30-50x slower (docs/scaling.md).
-    threads = args.threads or (1 if args.distributed else None)
+    # rank holds their core made an epoch 30-50x slower (docs/scaling.md). A single process's
+    # default depends on the batch size, which is known once the recipe is (in _run).
+    threads = args.threads or (cli.default_blas_threads(None, distributed=True)
+                               if args.distributed else None)
     limiter = cli.limit_blas_threads(threads, "--threads" if args.threads else None)
     args.blas_threads = threads if limiter is not None else None
+    limits = [limiter] if limiter is not None else []
     try:
-        return _run(args, comm)
+        return _run(args, comm, limits)
     finally:
-        if limiter is not None:  # called in-process (tests, a notebook): leave no thread limit
+        for limiter in reversed(limits):  # called in-process (tests, a notebook): leave none
             limiter.restore_original_limits()
 
 
-def _run(args, comm) -> int:
-    """The run itself, from the device to the report, with the parsed ``args``."""
+def _run(args, comm, limits) -> int:
+    """The run itself, from the device to the report, with the parsed ``args``; a BLAS thread
+    limit it sets is appended to ``limits`` (the caller lifts them)."""
     device = _pick_device(args, comm)
     resume = _resume(args, device) if args.resume else None
     if args.data is None and args.dataset is None:
         args.dataset = "mnist"
     if not args.resume:  # the defaults that depend on the data (a resumed run has its own)
         fill_recipe(vars(args), args.explicit)
+    if args.blas_threads is None and comm is None and not device.is_gpu:
+        # The measured single-process default: one thread for small batches (steady, and
+        # not slowed by a busy machine), the BLAS library's choice for full batch.
+        threads = cli.default_blas_threads(args.batch_size)
+        limiter = cli.limit_blas_threads(threads, None)
+        if limiter is not None:
+            limits.append(limiter)
+            args.blas_threads = threads
     run = TrainingRun(vars(args), device, resume)
     with _in_flags():  # the data on the host, then the model and the data on the device, once
         n = run.load(progress=not args.quiet).kind == "image" and subset_size()
