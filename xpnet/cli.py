@@ -299,6 +299,22 @@ def default_blas_threads(batch_size, distributed=False):
     return None
 
 
+
+def limit_default_threads(batch_size, limits):
+    """Apply :func:`default_blas_threads` for a single-process CPU run of ``batch_size`` rows
+    per mini-batch (None: full batch): the limiter, if one was set, is appended to ``limits``
+    for the caller to lift when the run ends.
+
+    Returns:
+        The thread count now in force, or None when the BLAS library's choice stands.
+    """
+    threads = default_blas_threads(batch_size)
+    limiter = limit_blas_threads(threads, None)
+    if limiter is None:
+        return None
+    limits.append(limiter)
+    return threads
+
 def limit_blas_threads(threads, flag="--threads"):
     """At most ``threads`` BLAS threads until the returned limiter's
     ``restore_original_limits()`` (threadpoolctl).

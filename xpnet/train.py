@@ -202,8 +202,7 @@ def _main(argv) -> int:
     comm = distributed.init_cli() if wanted else None
     args = _parse_args(argv)
     # --threads N, or one per rank under --distributed: OpenBLAS threads that spin while another
-    # rank holds their core made an epoch 30-50x slower (docs/scaling.md). A single process's
-    # default depends on the batch size, which is known once the recipe is (in _run).
+    # rank holds their core made an epoch 30-50x slower (docs/scaling.md). One process: _run.
     threads = args.threads or (cli.default_blas_threads(None, distributed=True)
                                if args.distributed else None)
     limiter = cli.limit_blas_threads(threads, "--threads" if args.threads else None)
@@ -225,14 +224,8 @@ def _run(args, comm, limits) -> int:
         args.dataset = "mnist"
     if not args.resume:  # the defaults that depend on the data (a resumed run has its own)
         fill_recipe(vars(args), args.explicit)
-    if args.blas_threads is None and comm is None and not device.is_gpu:
-        # The measured single-process default: one thread for small batches (steady, and
-        # not slowed by a busy machine), the BLAS library's choice for full batch.
-        threads = cli.default_blas_threads(args.batch_size)
-        limiter = cli.limit_blas_threads(threads, None)
-        if limiter is not None:
-            limits.append(limiter)
-            args.blas_threads = threads
+    if args.blas_threads is None and comm is None and not device.is_gpu:  # measured default
+        args.blas_threads = cli.limit_default_threads(args.batch_size, limits)
     run = TrainingRun(vars(args), device, resume)
     with _in_flags():  # the data on the host, then the model and the data on the device, once
         n = run.load(progress=not args.quiet).kind == "image" and subset_size()
