@@ -12,7 +12,8 @@ training seconds are printed and written to a new file
 ``bench/results/tutorial-runs-<machine>-<date>-<sha>.json`` (never an existing one). Seconds
 from rows run side by side (``--jobs 2``) share the cores: compare them only within one run.
 
-Two kinds of row (``ROWS``, the README's table: the tutorial, its setup, the number it reports):
+Two kinds of row (``ROWS``, the table in docs/learn/tutorials.md: the tutorial, its setup,
+the number it reports):
 
 ``args``
     a ``python -m xpnet.train`` command. Its final training accuracy is the last epoch's, which

@@ -1,7 +1,8 @@
-"""The tutorials' headline runs stay accepted: each row of bench/tutorial_runs.py (the README's
-table), cut to a few iterations on a subset of MNIST, runs, its loss falls and its schedule is
-the tutorial's. The rows' commands are read from the bench script, so a changed row is the row
-tested. The full runs (minutes each) are measured by the bench script, not here.
+"""The tutorials' headline runs stay accepted: each row of bench/tutorial_runs.py (the table
+in docs/learn/tutorials.md), cut to a few iterations on a subset of MNIST, runs, its loss falls
+and its schedule is the tutorial's. The rows' commands are read from the bench script, so a
+changed row is the row tested. The full runs (minutes each) are measured by the bench script,
+not here.
 """
 
 from __future__ import annotations
