@@ -48,8 +48,11 @@ Timing: training only. The data are on the device before any clock starts; after
 the device is synchronised, the clock paused while the 10000 test images are evaluated, then
 resumed. Model construction and the optimizer's creation are outside the clock. One short
 untimed warm-up of each framework precedes the seeds. PyTorch gets ``torch.set_num_threads``
-equal to the BLAS threads NumPy uses (threadpoolctl, else ``os.cpu_count()``); the 1-minute
-load average is recorded before every run. On a shared machine the numbers move with the load:
+equal to the BLAS threads NumPy uses (threadpoolctl, else ``os.cpu_count()``). The xpnet runs
+train on the BLAS threads ``python -m xpnet.train`` would use (``--xpnet-threads cli``, the
+default: one thread for batches of up to 2048 rows, see ``xpnet.cli.default_blas_threads``),
+held with threadpoolctl while they train; ``--xpnet-threads blas`` leaves the BLAS's own count,
+as the library API trains. The 1-minute load average is recorded before every run. On a shared machine the numbers move with the load:
 read them with the load averages in the JSON.
 
 Printed and stored: per seed and run the epoch log (cumulative training seconds, test
@@ -74,6 +77,7 @@ a new file ``bench/results/time_to_accuracy-<machine>-<date>-<short commit>.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import gzip
 import json
@@ -221,6 +225,31 @@ def xpnet_batch_order(dev, seed, epoch, n):
     return dev.xp.argsort(dev.rng(epoch_seed(seed, epoch, 0)).random(n))
 
 
+def xpnet_blas_threads(setting, batch_size):
+    """The BLAS threads an xpnet run gets under ``--xpnet-threads`` ``setting``: ``"cli"``, what
+    ``python -m xpnet.train`` would use for ``batch_size`` without ``--threads``
+    (:func:`xpnet.cli.default_blas_threads`); ``"blas"``, no limit (the BLAS library's own
+    count, what the library API uses); or a number. None means no limit."""
+    if setting == "blas":
+        return None
+    if setting == "cli":
+        from xpnet.cli import default_blas_threads
+
+        return default_blas_threads(batch_size)
+    return int(setting)
+
+
+def xpnet_thread_limit(ctx, batch_size):
+    """A context that holds NumPy's BLAS at the xpnet run's thread count while it trains
+    (PyTorch's runs keep ``torch.set_num_threads``, the BLAS's own count)."""
+    threads = xpnet_blas_threads(ctx.args.xpnet_threads, batch_size)
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
 # ---------------------------------------------------------------------- runs
 class Context:
     """What every run shares: the device, the data already on it, the target."""
@@ -294,9 +323,10 @@ def run_xpnet(ctx, seed, recipe, *, stop_at_target, name="xpnet", subset=None, q
                             schedule=recipe["schedule"], seed=seed, callback=on_epoch,
                             **(trainer_kwargs or {}))
     gc.collect()
-    clock.resume()
-    history = trainer.fit(X, y)
-    clock.pause()
+    with xpnet_thread_limit(ctx, recipe["batch_size"]):
+        clock.resume()
+        history = trainer.fit(X, y)
+        clock.pause()
     return {"run": name, "backend": f"xpnet-{'cupy' if ctx.dev.is_gpu else 'numpy'}",
             "device": ctx.dev.name, "trainer": trainer.config(),
             "trainer_seconds": float(sum(history.seconds)), "epochs_log": log,
@@ -633,6 +663,12 @@ def _str_keys(obj):
 
 
 # ---------------------------------------------------------------------- main
+def _threads_setting(text):
+    if text in ("cli", "blas") or (text.isdigit() and int(text) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"expected cli, blas or a whole number >= 1; got {text!r}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", choices=["default", "flags"], default="default",
@@ -648,6 +684,11 @@ def main(argv=None):
     p.add_argument("--target", type=float, default=0.98, help="test accuracy to reach")
     p.add_argument("--data-dir", help="directory with the MNIST IDX files")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch runs")
+    p.add_argument("--xpnet-threads", default="cli", type=_threads_setting,
+                   help="BLAS threads of the xpnet runs: cli (default: what python -m "
+                        "xpnet.train uses without --threads, one thread for batches of up to "
+                        "2048 rows), blas (the BLAS library's own count, as the library API "
+                        "trains), or a number. PyTorch gets the BLAS's own count either way")
     p.add_argument("--output", help="JSON path (default bench/results/time_to_accuracy-"
                    "<machine>-<date>-<commit>.json; an existing file is never overwritten)")
     g = p.add_argument_group("--recipe flags only")
@@ -689,7 +730,8 @@ def main(argv=None):
     X, y, X_test, y_test, directory = load_mnist(args.data_dir)
     print(f"MNIST from {directory}: train {X.shape}, test {X_test.shape}; target "
           f"{args.target:.1%}; seeds {args.seeds}; device {args.device}; NumPy BLAS threads "
-          f"{threads} ({threads_how})", flush=True)
+          f"{threads} ({threads_how}); xpnet's BLAS threads: --xpnet-threads "
+          f"{args.xpnet_threads}", flush=True)
     ctx = Context(args, (X, y, X_test, y_test))
     if args.no_torch:
         ctx.torch_skip = "--no-torch"
@@ -708,6 +750,7 @@ def main(argv=None):
         json.dump({"target": args.target, "seeds": args.seeds, "max_epochs": args.max_epochs,
                    "device": ctx.dev.name, "numpy_blas_threads": threads,
                    "numpy_blas_threads_from": threads_how,
+                   "xpnet_threads_setting": args.xpnet_threads,
                    "torch_threads": ctx.torch.get_num_threads() if ctx.torch else None,
                    "torch_skipped": ctx.torch_skip, "warmup_samples": WARMUP_SAMPLES,
                    "machine": machine, "command": " ".join(sys.argv), **body}, f, indent=1)

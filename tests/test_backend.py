@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -472,3 +473,26 @@ def test_make_installs_the_chosen_extra_and_again_when_it_changes(tmp_path):
     os.utime(work / "pyproject.toml", (later, later))
     calls, _ = run(".venv/.stamp-test", SMI_CUDA_13_0, TORCH="")
     assert calls == ["-m pip install -e .[test,train,lint,cuda13]"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_agrees_with_the_elementwise_test(dtype):
+    """The sum's shortcut never decides wrongly: finite data, a NaN, each infinity, both
+    infinities (their sum is NaN), and finite values whose sum overflows the dtype (the
+    elementwise test then decides, and they are finite)."""
+    big = np.finfo(dtype).max
+    cases = {
+        "finite": np.arange(12, dtype=dtype).reshape(3, 4),
+        "nan": np.array([[1, np.nan], [2, 3]], dtype=dtype),
+        "+inf": np.array([[1, np.inf]], dtype=dtype),
+        "-inf": np.array([[-np.inf, 1]], dtype=dtype),
+        "both infinities": np.array([[np.inf, -np.inf]], dtype=dtype),
+        "overflowing sum": np.full((2, 3), big, dtype=dtype),
+        "empty": np.empty((0, 3), dtype=dtype),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shortcut's overflow or NaN sum warns nobody
+        for name, a in cases.items():
+            assert backend.all_finite(np, a) is bool(np.isfinite(a).all()), name
+    assert backend.all_finite(np, cases["overflowing sum"]) is True
+    assert backend.all_finite(np, cases["both infinities"]) is False

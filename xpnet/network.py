@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from .backend import Device, as_array, get_device, is_device_array
+from .backend import Device, all_finite, as_array, get_device, is_device_array
 from .heads import HEADS, Head
 from .initializers import check_init
 from .layers import ACTIVATIONS, LAYERS, BatchNorm1d, Dropout, Layer, Linear
@@ -306,7 +306,7 @@ class Sequential:
         if kind not in "biuf":
             raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}.")
         Xd = self.device.send(X, self.dtype)
-        if not bool(self.xp.isfinite(Xd).all()):
+        if not all_finite(self.xp, Xd):
             raise ValueError(
                 f"{name} contains NaN or infinity (or values too large for {self.dtype}); "
                 f"clean, impute or rescale the data first."

@@ -21,7 +21,7 @@ DEFAULTS = {"activation": "relu", "optimizer": "adam", "test_fraction": 0.2, "se
 # Settings that do, by the kind of data: "image" (an IDX dataset) or "table" (your own file).
 
 RECIPES = {
-    "image": {"hidden": "256,128,64", "init": "he", "batch_size": 128, "epochs": 4,
+    "image": {"hidden": "256,128,64", "init": "he", "batch_size": 128, "epochs": 3,
               "patience": 0, "schedule": "cosine", "dev_fraction": 0.0, "lr": {"adam": 4e-3}},
     "table": {"hidden": "100", "init": "xavier", "batch_size": 200, "epochs": 200,
               "patience": 10, "schedule": "constant",
