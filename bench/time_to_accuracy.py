@@ -9,7 +9,7 @@
 One run answers two questions about the default recipe of ``python -m xpnet.train`` (read from
 ``xpnet.train.RECIPES["image"]`` and ``DEFAULTS``, not copied: an MLP 784-256-128-64-10, ReLU,
 He initialisation seeded with the seed, Adam lr 4e-3, batch 128, a per-step cosine schedule
-over 4 epochs, no dev set, all 60000 training images scaled to [0, 1], float32):
+over 3 epochs, no dev set, all 60000 training images scaled to [0, 1], float32):
 
 1. Does it reach ``--target`` (98%) test accuracy on every seed (``--seeds``, default 0-4)?
    Its accuracy is the test accuracy after the last epoch, which is what the CLI reports.
@@ -52,8 +52,8 @@ equal to the BLAS threads NumPy uses (threadpoolctl, else ``os.cpu_count()``). T
 train on the BLAS threads ``python -m xpnet.train`` would use (``--xpnet-threads cli``, the
 default: one thread for batches of up to 2048 rows, see ``xpnet.cli.default_blas_threads``),
 held with threadpoolctl while they train; ``--xpnet-threads blas`` leaves the BLAS's own count,
-as the library API trains. The 1-minute load average is recorded before every run. On a shared machine the numbers move with the load:
-read them with the load averages in the JSON.
+as the library API trains. The 1-minute load average is recorded before every run. On a shared
+machine the numbers move with the load: read them with the load averages in the JSON.
 
 Printed and stored: per seed and run the epoch log (cumulative training seconds, test
 accuracy); per-seed xpnet accuracy, its minimum and whether every seed reached the target;
