@@ -274,7 +274,7 @@ def default_blas_threads(batch_size, distributed=False):
     Why (``bench/thread_default.py`` on the 2-core AMD EPYC VM, OpenBLAS 0.3.31, 2026-12-06;
     raw results in ``bench/results/thread-default-*`` and ``thread-sweep-*``): OpenBLAS's
     threads spin while they wait, so a second thread pays off only when nothing else wants
-    the core. The default MNIST run (batch 128, 4 epochs, 5 runs each) took 3.86-3.93 s on
+    the core. The default MNIST run (batch 128, then 4 epochs, 5 runs each) took 3.86-3.93 s on
     one thread and 2.78-4.37 s on two with the machine quiet (two threads: bimodal), and
     3.89-4.09 s on one against 8.27-12.23 s on two beside one busy process. Full batch
     (10 epochs) took 7.2-7.8 s on one thread and 4.2-5.0 s on two quiet, 7.3-7.8 s against
