@@ -26,7 +26,8 @@ in the same rounds and for each BLAS thread count:
 The rounds rotate the order of everything timed, so a shared machine's load hits all alike;
 medians are reported. FLOPs count ``2 m n_in n_out`` per product (``db``'s matrix-vector
 products are counted as bandwidth, not FLOPs, as in ``bench/run.py`` and
-``bench/cache_blocking.py``). Results are printed and written to
+``bench/cache_blocking.py``). Each product's function returns its output array, so the tests
+can check that the two layouts agree. Results are printed and written to
 ``bench/results/gemm-shapes-<machine>-<date>-<commit>.json`` (never overwritten).
 """
 
