@@ -102,3 +102,17 @@ def test_the_training_cli_applies_the_default_for_the_run_only(tmp_path, monkeyp
     assert rc == 0
     assert seen == [[1] * len(before) if limited else before]
     assert blas_threads() == before
+
+
+def test_a_flag_given_the_end_of_options_marker_is_a_usage_error():
+    """argparse turns "--optimizer=--" into an empty list, past the flag's choices and type
+    (hypothesis found it in test_cli_fuzz.py): the parser refuses it in one line; after a bare
+    "--" the same text is a value and passes."""
+    parser = cli.Parser(prog="xpnet.train")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    parser.add_argument("rest", nargs="*")
+    message = "^argument --optimizer: expected one value, not '--'$"
+    with pytest.raises(cli.UsageError, match=message):
+        parser.parse_args(["--optimizer=--"])
+    args = parser.parse_args(["--optimizer=sgd", "--", "--optimizer=--"])
+    assert args.optimizer == "sgd" and args.rest == ["--optimizer=--"]

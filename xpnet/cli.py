@@ -60,6 +60,14 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
     def parse_args(self, args=None, namespace=None):
+        for item in sys.argv[1:] if args is None else args:
+            if item == "--":  # the rest are values, whatever they look like
+                break
+            flag, eq, value = str(item).partition("=")
+            # argparse reads "--flag=--" as the end-of-options marker and gives the flag an
+            # empty list, past its type and choices: refuse it as the missing value it is.
+            if eq and value == "--" and flag.startswith("--"):
+                self.error(f"argument {flag}: expected one value, not '--'")
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:
             self.error(self.unrecognized(extras))
