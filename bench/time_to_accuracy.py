@@ -242,12 +242,10 @@ def xpnet_blas_threads(setting, batch_size):
 def xpnet_thread_limit(ctx, batch_size):
     """A context that holds NumPy's BLAS at the xpnet run's thread count while it trains
     (PyTorch's runs keep ``torch.set_num_threads``, the BLAS's own count)."""
-    threads = xpnet_blas_threads(ctx.args.xpnet_threads, batch_size)
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    from xpnet.cli import limit_blas_threads
 
-    return threadpool_limits(limits=threads, user_api="blas")
+    threads = xpnet_blas_threads(ctx.args.xpnet_threads, batch_size)
+    return limit_blas_threads(threads, "--xpnet-threads") or contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------------- runs

@@ -121,7 +121,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "xpnet.sklearn needs scikit-learn >= 1.6 and SciPy: pip install -e '.[sklearn]'"
     ) from exc
 
-from .backend import DeviceUnavailableError, get_device
+from .backend import DeviceUnavailableError, all_finite, get_device
 from .callbacks import Callback
 from .heads import log_softmax
 from .layers import ACTIVATIONS, Linear
@@ -391,7 +391,7 @@ class _BaseMLP(BaseEstimator):
         if X.dtype != dtype:
             with np.errstate(over="ignore"):
                 Xc = X.astype(dtype)
-            if not np.isfinite(Xc.data if sparse else Xc).all():
+            if not all_finite(np, Xc.data if sparse else Xc):
                 raise ValueError(f"Input {name} contains values too large for {dtype.name}; "
                                  f"rescale it or use dtype='float64'.")
             return Xc
